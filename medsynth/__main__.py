@@ -1,0 +1,3 @@
+from medsynth.cli import main
+
+raise SystemExit(main())

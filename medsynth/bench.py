@@ -1,0 +1,267 @@
+"""Benchmark harness: zero-shot LLM vs. small models trained on synthetic or real data, on a real test split.
+
+Each system's per-sentence predictions are stored (`predictions/<system>.jsonl` plus a `.meta.json` with speed
+and token counts); every table, CSV and plot is recomputed from those files alone (`report`), so committed
+results reproduce in seconds without an LLM or a GPU.
+
+Systems:
+- `zero-shot` / `k-shot` — the LLM, prompted per sentence through the same client as `build`;
+- `synthetic` — the small model trained on a medsynth dataset (`--train-data`, repeatable for learning curves);
+- `supervised` — the same small model trained on the corpus's real train split (the upper bound).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import time
+from pathlib import Path
+from typing import Callable, ContextManager
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from medsynth import corpora, evaluate
+from medsynth.errors import MedsynthError
+from medsynth.spec import TaskSpec
+from medsynth.tokenize import detokenize, tokenize
+from medsynth.train import TrainConfig
+from medsynth.types import Example
+
+SYSTEMS = ("zero-shot", "synthetic", "supervised")
+
+
+class BenchConfig(BaseModel):
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    task: TaskSpec
+    dataset: str
+    systems: list[str] = Field(default_factory=lambda: list(SYSTEMS))
+    out: Path
+    data_dir: Path | None = None
+    limit: int | None = None
+    seed: int = 13
+    shots: int = 0
+    train_data: list[Path] = Field(default_factory=list)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    label_map: dict[str, str] | None = None
+    retrain: bool = False
+    progress: bool = True
+
+
+def system_name(kind: str, cfg: BenchConfig, train_data: Path | None = None) -> str:
+    if kind == "zero-shot" and cfg.shots:
+        return f"{cfg.shots}-shot"
+    if kind == "synthetic" and train_data is not None and len(cfg.train_data) > 1:
+        return f"synthetic-{train_data.name}"
+    return kind
+
+
+def _write_rows(path: Path, rows: list[dict], meta: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    evaluate.write_records(path, rows)
+    path.with_suffix(".meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
+def _shots_from(train_data: list[Path], k: int, seed: int) -> list[Example]:
+    """k-shot demonstrations come from generated data only, never from the benchmark."""
+    if not k:
+        return []
+    if not train_data:
+        raise MedsynthError("--shots needs --train-data (a medsynth dataset) to draw examples from", field="--shots", value=k)
+    path = train_data[0] / "data.jsonl"
+    exs = [Example.model_validate_json(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    with_ents = [e for e in exs if e.entities]
+    return corpora.sample(with_ents, k, seed)
+
+
+def _examples_from_iob(sentences: list[corpora.IOBSentence], name: str) -> list[Example]:
+    from medsynth.tokenize import bio_to_spans
+
+    out = []
+    for i, s in enumerate(sentences):
+        text, toks = detokenize(s.tokens)
+        out.append(Example(id=f"{name}-{i:06d}", text=text, entities=bio_to_spans(toks, s.tags, text)))
+    return out
+
+
+def supervised_data(cfg: BenchConfig, work: Path) -> Path:
+    """The corpus train (+ devel as validation) split, exported in the same hf/ layout `build` writes."""
+    from medsynth.export import write_hf
+
+    target = work / f"supervised-data-{cfg.dataset}"
+    if not (target / "hf").exists():
+        train = corpora.load_corpus(cfg.dataset, "train", cfg.data_dir)
+        devel = corpora.load_corpus(cfg.dataset, "devel", cfg.data_dir)
+        labels = corpora.corpus_labels(train)
+        target.mkdir(parents=True, exist_ok=True)
+        write_hf({"train": _examples_from_iob(train, "train"), "validation": _examples_from_iob(devel, "devel")},
+                 labels, target / "hf")
+    return target
+
+
+def _train_or_reuse(data_dir: Path, model_dir: Path, cfg: BenchConfig) -> float:
+    from medsynth.train import train_ner
+
+    if (model_dir / "config.json").exists() and not cfg.retrain:
+        return 0.0
+    t0 = time.monotonic()
+    train_ner(data_dir, model_dir, cfg.train, progress=cfg.progress)
+    return time.monotonic() - t0
+
+
+def _small_model_system(name: str, data_dir: Path, cfg: BenchConfig, test: list[corpora.IOBSentence],
+                        mapping: dict[str, str]) -> tuple[list[dict], dict]:
+    from medsynth.predict import NERPredictor
+
+    model_dir = cfg.out / "models" / name
+    train_seconds = _train_or_reuse(data_dir, model_dir, cfg)
+    predictor = NERPredictor(model_dir)
+    t0 = time.monotonic()
+    tags = predictor.predict_tokens([s.tokens for s in test])
+    seconds = time.monotonic() - t0
+    # A model trained on synthetic data predicts task labels; a supervised one predicts corpus labels.
+    model_labels = sorted({t[2:] for t in predictor.labels if t != "O"}) if hasattr(predictor, "labels") else None
+    mapped = [corpora.map_tags(t, mapping if name != "supervised" else {c: c for c in mapping.values()}) for t in tags]
+    meta = {"system": name, "train_data": str(data_dir), "model_dir": str(model_dir), "encoder": cfg.train.model,
+            "train_seconds": round(train_seconds, 1), "predict_seconds": round(seconds, 3),
+            "sentences_per_second": round(len(test) / max(seconds, 1e-9), 2), "llm_tokens": 0,
+            "model_labels": model_labels}
+    return evaluate.predictions_record(test, mapped, name), meta
+
+
+def _zero_shot_system(name: str, cfg: BenchConfig, test: list[corpora.IOBSentence], mapping: dict[str, str],
+                      llm_session: Callable[[], ContextManager]) -> tuple[list[dict], dict]:
+    from medsynth.zeroshot import predict_zero_shot
+
+    items = []
+    for s in test:
+        text, toks = detokenize(s.tokens)
+        items.append((text, toks))
+    shots = _shots_from(cfg.train_data, cfg.shots, cfg.seed)
+    with llm_session() as session:
+        tags, info = predict_zero_shot(session.client, cfg.task, items, shots, progress=cfg.progress)
+        model = session.model_name
+    mapped = [corpora.map_tags(t, mapping) for t in tags]
+    llm = info["llm"]
+    meta = {"system": name, "model": model, "shots": cfg.shots, "predict_seconds": round(info["seconds"], 2),
+            "sentences_per_second": round(len(test) / max(info["seconds"], 1e-9), 3),
+            "llm_calls": llm.get("llm_calls"), "cache_hits": llm.get("cache_hits"),
+            "llm_tokens": llm.get("prompt_tokens", 0) + llm.get("completion_tokens", 0),
+            "prompt_tokens": llm.get("prompt_tokens", 0), "completion_tokens": llm.get("completion_tokens", 0),
+            "counters": info["counters"]}
+    return evaluate.predictions_record(test, mapped, name), meta
+
+
+def run_bench(cfg: BenchConfig, llm_session: Callable[[], ContextManager] | None = None) -> dict:
+    """Run the requested systems on the (sampled) test split, store predictions, then write the report."""
+    unknown = [s for s in cfg.systems if s not in SYSTEMS]
+    if unknown:
+        raise MedsynthError(f"unknown system; choose from {', '.join(SYSTEMS)}", field="--systems", value=unknown[0])
+    test_all = corpora.load_corpus(cfg.dataset, "test", cfg.data_dir)
+    mapping = corpora.label_mapping(cfg.task.label_names, corpora.corpus_labels(test_all), cfg.label_map)
+    test = corpora.sample(test_all, cfg.limit, cfg.seed)
+    pred_dir = cfg.out / "predictions"
+    for kind in cfg.systems:
+        if kind == "zero-shot":
+            if llm_session is None:
+                raise MedsynthError("zero-shot needs an LLM endpoint", field="--systems", value=kind)
+            name = system_name(kind, cfg)
+            rows, meta = _zero_shot_system(name, cfg, test, mapping, llm_session)
+            _write_rows(pred_dir / f"{name}.jsonl", rows, meta)
+        elif kind == "synthetic":
+            if not cfg.train_data:
+                raise MedsynthError("the synthetic system needs --train-data DIR (a medsynth build output)",
+                                    field="--train-data")
+            for data in cfg.train_data:
+                if not (Path(data) / "hf").exists():
+                    raise MedsynthError("not a medsynth dataset (no hf/ folder); run `python -m medsynth build` first",
+                                        where=str(data))
+                name = system_name(kind, cfg, Path(data))
+                rows, meta = _small_model_system(name, Path(data), cfg, test, mapping)
+                _write_rows(pred_dir / f"{name}.jsonl", rows, meta)
+        else:
+            data = supervised_data(cfg, cfg.out / "work")
+            rows, meta = _small_model_system("supervised", data, cfg, test, mapping)
+            _write_rows(pred_dir / "supervised.jsonl", rows, meta)
+    return report(cfg.out, title=f"{cfg.task.name} on {cfg.dataset}")
+
+
+# -- report: recomputed from stored predictions only ---------------------------------------------------------------
+
+def _fmt_ci(ci: tuple[float, float] | list[float]) -> str:
+    return f"{100 * ci[0]:.1f}–{100 * ci[1]:.1f}"
+
+
+def report(out: Path, title: str = "benchmark") -> dict:
+    """Scores, CIs and speed for every stored system → scores.json, scores.csv, table.md, plot.png."""
+    pred_dir = out / "predictions"
+    files = sorted(pred_dir.glob("*.jsonl")) if pred_dir.exists() else []
+    if not files:
+        raise MedsynthError("no stored predictions to report on", where=str(pred_dir))
+    results = {}
+    for f in files:
+        scores = evaluate.scores_from_records(evaluate.read_records(f))
+        meta_path = f.with_suffix(".meta.json")
+        meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+        results[f.stem] = {**scores, "meta": meta}
+    (out / "scores.json").write_text(json.dumps(results, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    _write_csv(out / "scores.csv", results)
+    (out / "table.md").write_text(_table(results, title), encoding="utf-8")
+    _plot(out / "plot.png", results, title)
+    return results
+
+
+def _ordered(results: dict) -> list[str]:
+    order = {"zero-shot": 0, "supervised": 9}
+    return sorted(results, key=lambda k: (order.get(k, 1 if "shot" in k else 5), k))
+
+
+def _write_csv(path: Path, results: dict) -> None:
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(["system", "type", "precision", "recall", "f1", "f1_lo", "f1_hi", "support", "sentences",
+                    "sentences_per_second", "llm_tokens"])
+        for name in _ordered(results):
+            r = results[name]
+            m = r["meta"]
+            ci = r["ci"]["f1"]
+            w.writerow([name, "ALL", *(round(r["overall"][k], 4) for k in ("precision", "recall", "f1")),
+                        round(ci[0], 4), round(ci[1], 4), r["overall"]["support"], r["n_sentences"],
+                        m.get("sentences_per_second"), m.get("llm_tokens")])
+            for typ, s in sorted(r["per_type"].items()):
+                w.writerow([name, typ, *(round(s[k], 4) for k in ("precision", "recall", "f1")), "", "",
+                            s["support"], r["n_sentences"], "", ""])
+
+
+def _table(results: dict, title: str) -> str:
+    lines = [f"### {title}", "",
+             "| system | P | R | F1 | F1 95% CI | sentences | sent/s | LLM tokens |",
+             "|---|---|---|---|---|---|---|---|"]
+    for name in _ordered(results):
+        r = results[name]
+        o, m = r["overall"], r["meta"]
+        lines.append(f"| {name} | {100 * o['precision']:.1f} | {100 * o['recall']:.1f} | {100 * o['f1']:.1f} | "
+                     f"{_fmt_ci(r['ci']['f1'])} | {r['n_sentences']} | {m.get('sentences_per_second', '')} | "
+                     f"{m.get('llm_tokens', '')} |")
+    return "\n".join(lines) + "\n\nStrict entity-level scores (seqeval, IOB2); 95% CI from 1000 sentence bootstrap resamples.\n"
+
+
+def _plot(path: Path, results: dict, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = _ordered(results)
+    f1 = [100 * results[n]["overall"]["f1"] for n in names]
+    lo = [100 * (results[n]["overall"]["f1"] - results[n]["ci"]["f1"][0]) for n in names]
+    hi = [100 * (results[n]["ci"]["f1"][1] - results[n]["overall"]["f1"]) for n in names]
+    fig, ax = plt.subplots(figsize=(max(5, 1.2 * len(names)), 3.6))
+    ax.bar(names, f1, yerr=[lo, hi], capsize=4, color=["#999" if "shot" in n else "#2a7" if n == "supervised" else "#37c" for n in names])
+    ax.set_ylabel("strict entity F1 (%)")
+    ax.set_title(title)
+    ax.set_ylim(0, 100)
+    plt.setp(ax.get_xticklabels(), rotation=20, ha="right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -1,0 +1,224 @@
+"""Command line: `python -m medsynth {build,tasks,train,predict,bench} ...`.
+
+User mistakes (MedsynthError) print one line to stderr and exit non-zero; Ctrl-C says how to resume. Nothing
+here does the work itself: each command parses options and calls the module for its step.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from medsynth.errors import MedsynthError, UsageError
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage errors are one line too (the full usage stays one `--help` away)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def _positive_int(value: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {value!r}") from None
+    if n <= 0:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {n}")
+    return n
+
+
+def _add_llm_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("LLM endpoint (default: the embedded local model on 127.0.0.1)")
+    g.add_argument("--llm", default="qwen", help="embedded model: qwen (default), tiny (SmolLM2-135M, tests), or a .gguf path")
+    g.add_argument("--base-url", default=None, help="any OpenAI-compatible endpoint (also OPENAI_BASE_URL); key from OPENAI_API_KEY")
+    g.add_argument("--model", dest="llm_model", default=None, help="model name at --base-url (also OPENAI_MODEL)")
+    g.add_argument("--concurrency", type=_positive_int, default=1, help="requests in flight (default 1)")
+    g.add_argument("--temperature", type=float, default=0.8)
+    g.add_argument("--max-tokens", type=_positive_int, default=320)
+    g.add_argument("--timeout", type=float, default=180.0, help="seconds per request before a retry")
+    g.add_argument("--no-cache", action="store_true", help="bypass the response cache")
+
+
+def _session(args: argparse.Namespace, log_dir: Path | None = None):
+    from medsynth.llm.session import llm_session
+
+    return llm_session(llm=args.llm, base_url=args.base_url, model=args.llm_model, concurrency=args.concurrency,
+                       temperature=args.temperature, max_tokens=args.max_tokens, timeout=args.timeout,
+                       cache=not args.no_cache, log_dir=log_dir)
+
+
+def cmd_tasks(args: argparse.Namespace) -> int:
+    from medsynth.spec import registry
+
+    for spec in sorted(registry().values(), key=lambda s: s.name):
+        rels = f"  relations: {', '.join(r.name for r in spec.relations)}" if spec.relations else ""
+        print(f"{spec.name:<16} {spec.registry_name:<20} {spec.kind:<4} labels: {', '.join(spec.label_names)}{rels}")
+    return 0
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    from medsynth.build import BuildConfig, run_build
+    from medsynth.spec import get_task
+
+    default = {"ner": "ner", "re": "cdr"}[args.kind]
+    task = get_task(args.task_name or (None if args.task_file else default), args.task_file)
+    if task.kind != args.kind:
+        raise UsageError(f"task {task.name!r} is a {task.kind} task; use `build {task.kind}`")
+    out = Path(args.out)
+    cfg = BuildConfig(task=task, n=args.n, out=out, seed=args.seed, format=args.format,
+                      temperature=args.temperature, max_tokens=args.max_tokens, progress=not args.no_progress)
+    out.mkdir(parents=True, exist_ok=True)
+    with _session(args, log_dir=out) as session:
+        stats = run_build(cfg, session.client, session.model_name, session.restart)
+    print(f"kept {stats['kept']}/{stats['requested']} examples in {out} "
+          f"({stats['rejected']} rejected; {stats['llm_calls']} LLM calls, {stats['cache_hits']} cache hits)")
+    return 0
+
+
+def _train_config(args: argparse.Namespace):
+    from medsynth.train import TrainConfig
+
+    fields = {"model": args.encoder, "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
+              "max_length": args.max_length, "patience": args.patience, "seed": args.seed,
+              "min_score": getattr(args, "min_score", None), "use_weights": getattr(args, "use_weights", False),
+              "device": args.device, "max_steps": args.max_steps}
+    return TrainConfig(**{k: v for k, v in fields.items() if v is not None})
+
+
+def _add_train_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("small model")
+    g.add_argument("--encoder", default=None, help="minilm (packaged MiniLM-L6, default) or any HF path or id")
+    g.add_argument("--epochs", type=_positive_int, default=None)
+    g.add_argument("--batch-size", type=_positive_int, default=None)
+    g.add_argument("--lr", type=float, default=None)
+    g.add_argument("--max-length", type=_positive_int, default=None, help="subword window (longer sentences are strided)")
+    g.add_argument("--patience", type=_positive_int, default=None, help="early-stopping patience in epochs")
+    g.add_argument("--max-steps", type=_positive_int, default=None, help="stop after this many steps (quick looks)")
+    g.add_argument("--device", default=None, help="auto (default), cpu or cuda")
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from medsynth.train import train_ner
+
+    if args.task_kind != "ner":
+        raise UsageError("only --task ner is available in this version")
+    metrics = train_ner(Path(args.data), Path(args.out), _train_config(args), progress=not args.no_progress)
+    f1 = metrics.get("best_val_f1", metrics.get("val_f1"))
+    print(f"saved model to {args.out}" + (f" (validation F1 {100 * f1:.1f})" if isinstance(f1, float) else ""))
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from medsynth.predict import NERPredictor
+
+    texts = list(args.text)
+    if args.file:
+        try:
+            texts += [line for line in Path(args.file).read_text(encoding="utf-8").splitlines() if line.strip()]
+        except (OSError, UnicodeDecodeError) as err:
+            raise MedsynthError(f"cannot read input ({err.__class__.__name__})", where=args.file) from None
+    if not texts:
+        raise UsageError("give TEXT arguments or --file FILE")
+    predictor = NERPredictor(Path(args.model))
+    for text, ents in zip(texts, predictor.predict(texts)):
+        print(json.dumps({"text": text, "entities": [e.model_dump() for e in ents]}, ensure_ascii=False))
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from medsynth.bench import BenchConfig, report, run_bench
+    from medsynth.corpora import list_corpora
+    from medsynth.spec import get_task
+
+    if args.dataset not in list_corpora():
+        raise UsageError(f"unknown dataset; known datasets: {', '.join(list_corpora())}", field="--dataset",
+                         value=args.dataset)
+    out = Path(args.out or f"benchmarks/results/{args.kind}-{args.dataset}")
+    if args.report_only:
+        results = report(out, title=f"{args.task_name or args.kind} on {args.dataset}")
+    else:
+        label_map = dict(pair.split("=", 1) for pair in args.label_map.split(",")) if args.label_map else None
+        cfg = BenchConfig(task=get_task(args.task_name or args.kind, args.task_file), dataset=args.dataset,
+                          systems=[s.strip() for s in args.systems.split(",") if s.strip()], out=out,
+                          data_dir=args.data_dir, limit=args.limit, seed=args.seed, shots=args.shots,
+                          train_data=[Path(p) for p in args.train_data], train=_train_config(args),
+                          label_map=label_map, retrain=args.retrain, progress=not args.no_progress)
+        results = run_bench(cfg, lambda: _session(args, log_dir=out))
+    print((out / "table.md").read_text(encoding="utf-8"))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="python -m medsynth", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    sub.add_parser("tasks", help="list task plugins and their labels").set_defaults(func=cmd_tasks)
+
+    b = sub.add_parser("build", help="generate a labelled synthetic dataset")
+    b.add_argument("kind", choices=["ner", "re"], help="what to build")
+    b.add_argument("--task", dest="task_name", default=None, help="task name (default: the kind's default task)")
+    b.add_argument("--task-file", default=None, help="your own task file (YAML/JSON)")
+    b.add_argument("--n", type=_positive_int, default=200, help="examples to keep (default 200)")
+    b.add_argument("--out", default="runs/ner", help="output directory (default runs/ner)")
+    b.add_argument("--seed", type=int, default=13)
+    b.add_argument("--format", choices=["json", "inline"], default="json", help="LLM output format")
+    b.add_argument("--no-progress", action="store_true")
+    _add_llm_options(b)
+    b.set_defaults(func=cmd_build)
+
+    t = sub.add_parser("train", help="fine-tune a small model on a built dataset")
+    t.add_argument("--data", required=True, help="a build output directory (holds hf/)")
+    t.add_argument("--out", default="models/ner")
+    t.add_argument("--task", dest="task_kind", default="ner", choices=["ner", "re"])
+    t.add_argument("--seed", type=int, default=None)
+    t.add_argument("--min-score", type=float, default=None, help="drop examples whose judge score is below this")
+    t.add_argument("--use-weights", action="store_true", help="weight the loss by each example's weight")
+    t.add_argument("--no-progress", action="store_true")
+    _add_train_options(t)
+    t.set_defaults(func=cmd_train)
+
+    pr = sub.add_parser("predict", help="tag text with a trained model; prints JSON lines with character spans")
+    pr.add_argument("--model", required=True, help="a model directory written by `train`")
+    pr.add_argument("--file", default=None, help="one text per line")
+    pr.add_argument("text", nargs="*")
+    pr.set_defaults(func=cmd_predict)
+
+    be = sub.add_parser("bench", help="score zero-shot LLM vs small models on a real test split")
+    be.add_argument("kind", choices=["ner"])
+    be.add_argument("--dataset", required=True, help="ncbi-disease, bc5cdr-chem, bc5cdr-disease or bc5cdr")
+    be.add_argument("--systems", default="zero-shot,synthetic,supervised")
+    be.add_argument("--task", dest="task_name", default=None, help="task whose labels are predicted (default ner)")
+    be.add_argument("--task-file", default=None)
+    be.add_argument("--train-data", action="append", default=[], help="medsynth dataset(s) for `synthetic` (repeatable)")
+    be.add_argument("--label-map", default=None, help="task=corpus label pairs, e.g. Drug=Chemical")
+    be.add_argument("--data-dir", default=None, help="benchmark data folder (default ../shared/data)")
+    be.add_argument("--limit", type=_positive_int, default=None, help="a fixed seeded sample of N test sentences")
+    be.add_argument("--shots", type=int, default=0, help="k-shot LLM baseline with examples from --train-data")
+    be.add_argument("--out", default=None, help="results folder (default benchmarks/results/KIND-DATASET)")
+    be.add_argument("--seed", type=int, default=13)
+    be.add_argument("--retrain", action="store_true", help="train again even if a model is saved")
+    be.add_argument("--report-only", action="store_true", help="recompute tables from stored predictions")
+    be.add_argument("--no-progress", action="store_true")
+    _add_llm_options(be)
+    _add_train_options(be)
+    be.set_defaults(func=cmd_bench)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except MedsynthError as err:
+        print(f"medsynth: error: {err}", file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        print("medsynth: interrupted; finished examples are kept — run the same command again to resume",
+              file=sys.stderr)
+        return 130

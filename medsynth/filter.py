@@ -1,0 +1,104 @@
+"""Quality gate for one aligned example: keep it, repair it, or reject it with a counted reason.
+
+Runs after `align` (which guarantees exact spans) and before `store`. Checks, in order:
+- the text itself: length against the plan's style, no markup or JSON left in it, no empty text;
+- the plan: at least one planned target mention is annotated (or present and then annotated);
+- completeness: an unannotated, word-bounded occurrence of a seed-lexicon term is added with its label
+  (an unlabelled mention teaches a tagger that it is `O` — worse than no example);
+- label guidelines: mentions equal to a label's own negative examples ("patients", "dose") are dropped.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+
+from medsynth.plan import Plan
+from medsynth.spec import TaskSpec
+from medsynth.types import Entity
+
+_MARKUP = re.compile(r"\]\(|\[[A-Za-z]+\]|\{\s*\"|\"\s*:|<[A-Za-z/][^>]{0,20}>|```")
+
+
+@dataclass
+class FilterResult:
+    entities: list[Entity]
+    kept: bool
+    reason: str | None = None
+    repairs: Counter = field(default_factory=Counter)
+
+
+def normalize_text(text: str) -> str:
+    """Key for exact-duplicate detection: case, spacing and punctuation do not make a new example."""
+    return " ".join(re.sub(r"[^\w\s]", " ", text.lower()).split())
+
+
+_PATTERN_CACHE: dict[tuple[int, str], list[tuple[re.Pattern, str]]] = {}
+
+
+def _lexicon_patterns(task: TaskSpec) -> list[tuple[re.Pattern, str]]:
+    key = (id(task), task.registry_name)
+    if key in _PATTERN_CACHE:
+        return _PATTERN_CACHE[key]
+    pats = []
+    for label, terms in task.lexicon.items():
+        for term in sorted({t.strip() for t in terms if len(t.strip()) >= 3}, key=len, reverse=True):
+            # Short or all-caps terms (ACE, AR, MTX) match case-sensitively so they never hit ordinary words.
+            flags = 0 if (len(term) <= 4 or term.isupper()) else re.IGNORECASE
+            pats.append((re.compile(r"(?<![\w-])" + re.escape(term) + r"(?![\w-])", flags), label))
+    _PATTERN_CACHE[key] = pats
+    return pats
+
+
+def _overlaps(start: int, end: int, entities: list[Entity]) -> bool:
+    return any(start < e.end and e.start < end for e in entities)
+
+
+def complete_from_lexicon(text: str, entities: list[Entity], task: TaskSpec) -> tuple[list[Entity], int]:
+    """Add word-bounded lexicon matches that no entity covers; longest terms first, no overlaps created."""
+    added: list[Entity] = []
+    for pattern, label in _lexicon_patterns(task):
+        for m in pattern.finditer(text):
+            if not _overlaps(m.start(), m.end(), entities + added):
+                added.append(Entity(start=m.start(), end=m.end(), label=label, text=m.group()))
+    return sorted(entities + added, key=lambda e: e.start), len(added)
+
+
+def _drop_negatives(entities: list[Entity], task: TaskSpec) -> tuple[list[Entity], int]:
+    negatives = {lab.name: {n.lower().strip() for n in lab.negative_examples} for lab in task.labels}
+    kept = [e for e in entities if e.text.lower().strip() not in negatives.get(e.label, set())]
+    return kept, len(entities) - len(kept)
+
+
+def _targets_hit(entities: list[Entity], plan: Plan) -> int:
+    norm = {(" ".join(e.text.lower().split()), e.label) for e in entities}
+    hit = 0
+    for t in plan.targets:
+        key = " ".join(t.text.lower().split())
+        if (key, t.label) in norm or any(key in n and lab == t.label for n, lab in norm):
+            hit += 1
+    return hit
+
+
+def check_example(text: str, entities: list[Entity], task: TaskSpec, plan: Plan) -> FilterResult:
+    """Decide on one example. `entities` must already satisfy the span invariant (from `align`)."""
+    repairs: Counter = Counter()
+    words = len(text.split())
+    if words < max(4, plan.min_words // 2):
+        return FilterResult(entities, False, "too_short", repairs)
+    if words > plan.max_words * 2 + 10:
+        return FilterResult(entities, False, "too_long", repairs)
+    if _MARKUP.search(text):
+        return FilterResult(entities, False, "markup_in_text", repairs)
+    entities, dropped = _drop_negatives(entities, task)
+    if dropped:
+        repairs["negative_example_dropped"] += dropped
+    entities, added = complete_from_lexicon(text, entities, task)
+    if added:
+        repairs["lexicon_added"] += added
+    if plan.targets and _targets_hit(entities, plan) == 0:
+        return FilterResult(entities, False, "missing_targets", repairs)
+    if not plan.targets and entities:
+        repairs["unplanned_entities"] += 1
+    return FilterResult(entities, True, None, repairs)

@@ -1,0 +1,72 @@
+"""One place that turns CLI/API options into a ready LLM client: an OpenAI-compatible endpoint the user
+named (`--base-url/--model`, or OPENAI_BASE_URL / OPENAI_MODEL), or the embedded local model started on
+127.0.0.1 for the duration of the session and stopped on exit."""
+
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+from platformdirs import user_cache_dir
+from pydantic import SecretStr
+
+from medsynth.llm.cache import ResponseCache
+from medsynth.llm.client import LLMClient, LLMConfig, endpoint_from_env
+
+
+@dataclass
+class LLMSession:
+    client: LLMClient
+    model_name: str
+    restart: Callable[[], bool] | None  # restarts a dead embedded server; None for remote endpoints
+
+
+def default_cache_path() -> Path:
+    """Response cache shared by all runs (keyed by the full request), overridable with MEDSYNTH_CACHE_DIR."""
+    root = Path(os.environ.get("MEDSYNTH_CACHE_DIR") or user_cache_dir("medsynth"))
+    root.mkdir(parents=True, exist_ok=True)
+    return root / "responses.sqlite"
+
+
+@contextmanager
+def llm_session(*, llm: str = "qwen", base_url: str | None = None, model: str | None = None,
+                concurrency: int = 1, temperature: float = 0.8, max_tokens: int = 320, timeout: float = 180.0,
+                cache: bool | Path = True, log_dir: Path | None = None, n_ctx: int = 4096,
+                max_restarts: int = 3) -> Iterator[LLMSession]:
+    base_url, model = endpoint_from_env(base_url, model)
+    response_cache = None
+    if cache:
+        response_cache = ResponseCache(cache if isinstance(cache, Path) else default_cache_path())
+    key = os.environ.get("OPENAI_API_KEY")
+    common = dict(concurrency=concurrency, temperature=temperature, max_tokens=max_tokens, timeout=timeout,
+                  api_key=SecretStr(key) if key else None)
+    if base_url:
+        if not model:
+            from medsynth.errors import UsageError
+
+            raise UsageError("--base-url needs --model (or OPENAI_MODEL) naming the model to call")
+        yield LLMSession(LLMClient(LLMConfig(base_url=base_url, model=model, **common), response_cache), model, None)
+        return
+
+    from medsynth.llm.embedded import LocalServer, resolve_model
+
+    path, name = resolve_model(llm)
+    log = (log_dir / "llm-server.log") if log_dir else None
+    server = LocalServer(path, name, n_ctx=n_ctx, log_path=log)
+    url = server.start()
+    restarts = {"n": 0}
+
+    def restart() -> bool:
+        if server.alive() or restarts["n"] >= max_restarts:
+            return server.alive()
+        restarts["n"] += 1
+        server.restart()
+        return True
+
+    try:
+        yield LLMSession(LLMClient(LLMConfig(base_url=url, model=name, **common), response_cache), name, restart)
+    finally:
+        server.stop()

@@ -1,0 +1,198 @@
+"""Task specs: what to generate — labels with definitions and examples, guidelines, styles, seed lexicons.
+
+Task files are YAML (or JSON) validated with pydantic. Shipped tasks live in the repo's `tasks/` folder, which
+is installed as the `medsynth.tasks` package, so they are found from a clone and from a pip install alike.
+Third-party Python plugins register under the `medsynth.tasks` entry-point group: the entry point loads to a
+`TaskSpec`, a callable returning one, or a path to a task file.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from functools import lru_cache
+from importlib import metadata, resources
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
+
+from medsynth.errors import MedsynthError
+
+LABEL_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_\-]{0,39}$")
+
+
+class LabelSpec(BaseModel):
+    name: str
+    definition: str = Field(min_length=3)
+    positive_examples: list[str] = Field(default_factory=list, description="mentions that ARE this label")
+    negative_examples: list[str] = Field(default_factory=list, description="look-alikes that are NOT this label")
+
+    @field_validator("name")
+    @classmethod
+    def _name_ok(cls, v: str) -> str:
+        # Labels travel into BIO tags, CoNLL columns, JSON schema enums and BRAT files: keep them plain.
+        if not LABEL_RE.match(v):
+            raise ValueError("must start with a letter and hold only letters, digits, '_' or '-' (max 40)")
+        return v
+
+
+class RelationSpec(BaseModel):
+    name: str
+    definition: str = Field(min_length=3)
+    head: str = Field(description="entity label of the first argument")
+    tail: str = Field(description="entity label of the second argument")
+    symmetric: bool = False
+
+    @field_validator("name")
+    @classmethod
+    def _name_ok(cls, v: str) -> str:
+        if not re.match(r"^[A-Za-z][A-Za-z0-9_:\-]{0,39}$", v):
+            raise ValueError("must start with a letter and hold only letters, digits, '_', ':' or '-'")
+        return v
+
+
+class StyleSpec(BaseModel):
+    name: str
+    description: str
+    weight: float = Field(default=1.0, gt=0)
+    min_words: int = Field(default=12, ge=3)
+    max_words: int = Field(default=35, ge=3)
+
+    @model_validator(mode="after")
+    def _range(self) -> "StyleSpec":
+        if self.min_words > self.max_words:
+            raise ValueError(f"min_words {self.min_words} > max_words {self.max_words}")
+        return self
+
+
+class TaskSpec(BaseModel):
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_\-]*$")
+    version: int = Field(default=1, ge=1)
+    kind: Literal["ner", "re"] = "ner"
+    description: str
+    labels: list[LabelSpec] = Field(min_length=1)
+    relations: list[RelationSpec] = Field(default_factory=list)
+    guidelines: list[str] = Field(default_factory=list)
+    styles: list[StyleSpec] = Field(min_length=1)
+    lexicon: dict[str, list[str]] = Field(description="label -> seed mentions written for the project")
+    mentions_per_sentence: tuple[int, int] = (1, 3)
+    empty_fraction: float = Field(default=0.05, ge=0, le=0.5, description="share of sentences planned with no mention")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "TaskSpec":
+        names = [label.name for label in self.labels]
+        if len(set(names)) != len(names):
+            raise ValueError(f"duplicate label names in {names}")
+        for key, terms in self.lexicon.items():
+            if key not in names:
+                raise ValueError(f"lexicon key {key!r} is not a label (labels: {', '.join(names)})")
+            if not [t for t in terms if t and t.strip()]:
+                raise ValueError(f"lexicon for {key!r} is empty")
+        for name in names:
+            if name not in self.lexicon:
+                raise ValueError(f"label {name!r} has no lexicon entry")
+        for rel in self.relations:
+            for side in ("head", "tail"):
+                if getattr(rel, side) not in names:
+                    raise ValueError(f"relation {rel.name!r} {side} {getattr(rel, side)!r} is not a defined label")
+        if self.kind == "re" and not self.relations:
+            raise ValueError("kind 're' needs at least one relation")
+        lo, hi = self.mentions_per_sentence
+        if not 0 <= lo <= hi <= 12:
+            raise ValueError(f"mentions_per_sentence {self.mentions_per_sentence} must satisfy 0 <= min <= max <= 12")
+        return self
+
+    @property
+    def registry_name(self) -> str:
+        """Versioned name, as spacy-llm does: prompts and caches change when the task changes version."""
+        return f"{self.name}.v{self.version}"
+
+    @property
+    def label_names(self) -> list[str]:
+        return [label.name for label in self.labels]
+
+
+def _first_error(err: ValidationError) -> tuple[str, str, object]:
+    first = err.errors()[0]
+    field = ".".join(str(p) for p in first.get("loc", ())) or "(top level)"
+    return field, first.get("msg", "invalid"), first.get("input")
+
+
+def parse_task(data: object, where: str) -> TaskSpec:
+    """Validate a task mapping; errors name the file, the field and the offending value in one line."""
+    if not isinstance(data, dict):
+        raise MedsynthError("a task file must hold a mapping at top level", where=where, value=type(data).__name__)
+    try:
+        return TaskSpec.model_validate(data)
+    except ValidationError as err:
+        field, msg, value = _first_error(err)
+        shown = value if isinstance(value, (str, int, float, bool)) or value is None else type(value).__name__
+        raise MedsynthError(msg, where=where, field=field, value=shown) from None
+
+
+def load_task_file(path: str | Path) -> TaskSpec:
+    path = Path(path)
+    if not path.is_file():
+        raise MedsynthError("task file not found", where=str(path))
+    try:
+        raw = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise MedsynthError(f"not UTF-8 text (byte {err.start})", where=str(path)) from None
+    try:
+        data = json.loads(raw) if path.suffix == ".json" else yaml.safe_load(raw)
+    except (yaml.YAMLError, json.JSONDecodeError) as err:
+        line = getattr(getattr(err, "problem_mark", None), "line", getattr(err, "lineno", None))
+        where = f"{path}:{line + 1 if isinstance(line, int) and not isinstance(err, json.JSONDecodeError) else line}"
+        raise MedsynthError(f"cannot parse task file: {str(err).splitlines()[0]}", where=where) from None
+    return parse_task(data, str(path))
+
+
+def _builtin_files() -> list[Path]:
+    """Shipped task files: the installed `medsynth.tasks` package, else the clone's `tasks/` folder."""
+    try:
+        root = resources.files("medsynth.tasks")
+    except ModuleNotFoundError:  # running from a clone that was never pip-installed
+        root = Path(__file__).resolve().parent.parent / "tasks"
+    return sorted(Path(str(p)) for p in root.iterdir() if p.name.endswith((".yaml", ".yml", ".json")))
+
+
+def _entry_point_tasks() -> dict[str, TaskSpec]:
+    found: dict[str, TaskSpec] = {}
+    for ep in metadata.entry_points(group="medsynth.tasks"):
+        try:
+            obj = ep.load()
+            obj = obj() if callable(obj) and not isinstance(obj, TaskSpec) else obj
+            spec = obj if isinstance(obj, TaskSpec) else load_task_file(obj)
+        except MedsynthError:
+            raise
+        except Exception as err:  # a broken third-party plugin must not hide the shipped tasks
+            raise MedsynthError(f"task plugin failed to load: {err}", where=f"entry point {ep.name}") from None
+        found[spec.name] = spec
+    return found
+
+
+@lru_cache(maxsize=1)
+def registry() -> dict[str, TaskSpec]:
+    """All known tasks by name: shipped files first, then entry-point plugins (which may override)."""
+    tasks = {}
+    for path in _builtin_files():
+        spec = load_task_file(path)
+        tasks[spec.name] = spec
+    tasks.update(_entry_point_tasks())
+    return tasks
+
+
+def get_task(name: str | None = None, task_file: str | Path | None = None) -> TaskSpec:
+    """Resolve `--task NAME` or `--task-file PATH`; an unknown name lists the known ones."""
+    if task_file:
+        return load_task_file(task_file)
+    known = registry()
+    key = (name or "").removesuffix(".v1") if name not in known else name
+    if key in known:
+        return known[key]
+    for spec in known.values():
+        if spec.registry_name == name:
+            return spec
+    raise MedsynthError(f"unknown task; known tasks: {', '.join(sorted(known))}", field="task", value=name)

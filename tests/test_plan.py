@@ -1,0 +1,64 @@
+"""Label-first planning: deterministic per slot, balanced coverage, style constraints respected."""
+
+from collections import Counter
+
+from medsynth.plan import PlanStats, make_plan
+from medsynth.spec import TaskSpec
+
+
+def _task(**kw) -> TaskSpec:
+    data = dict(
+        name="toy", description="biomedical", labels=[
+            {"name": "Disease", "definition": "a disease"}, {"name": "Chemical", "definition": "a chemical"}],
+        styles=[{"name": "abstract", "description": "abstract", "weight": 3, "min_words": 10, "max_words": 20},
+                {"name": "note", "description": "clinical note", "weight": 1, "min_words": 8, "max_words": 15}],
+        lexicon={"Disease": [f"disease{i}" for i in range(30)], "Chemical": [f"chem{i}" for i in range(20)]},
+        mentions_per_sentence=(1, 3), empty_fraction=0.1,
+    )
+    data.update(kw)
+    return TaskSpec.model_validate(data)
+
+
+def test_plans_are_deterministic_and_seed_dependent():
+    task = _task()
+    assert make_plan(task, 7, 13) == make_plan(task, 7, 13)
+    assert [make_plan(task, i, 13).targets for i in range(20)] != [make_plan(task, i, 14).targets for i in range(20)]
+    assert len({make_plan(task, i, 13).seed for i in range(200)}) > 190
+
+
+def test_targets_respect_counts_labels_and_lexicon():
+    task = _task()
+    for slot in range(300):
+        plan = make_plan(task, slot, 13)
+        assert 0 <= len(plan.targets) <= 3
+        for t in plan.targets:
+            assert t.text in task.lexicon[t.label]
+        assert len({t.text for t in plan.targets}) == len(plan.targets)
+        assert plan.min_words <= plan.max_words
+
+
+def test_coverage_is_balanced():
+    task = _task()
+    used = Counter(t.text for slot in range(400) for t in make_plan(task, slot, 13).targets)
+    disease = [used[f"disease{i}"] for i in range(30)]
+    assert min(disease) > 0, "every lexicon term is used before any is heavily repeated"
+    assert max(disease) - min(disease) <= max(3, 0.5 * max(disease))
+    labels = Counter(t.label for slot in range(400) for t in make_plan(task, slot, 13).targets)
+    assert abs(labels["Disease"] - labels["Chemical"]) < 0.2 * sum(labels.values())
+
+
+def test_empty_fraction_and_style_weights():
+    task = _task()
+    plans = [make_plan(task, s, 13) for s in range(1000)]
+    empty = sum(1 for p in plans if not p.targets)
+    assert 50 < empty < 160  # ~10 %
+    styles = Counter(p.style for p in plans)
+    assert 2.0 < styles["abstract"] / styles["note"] < 4.5  # weights 3:1
+
+
+def test_reference_stats_steer_the_mix():
+    task = _task(empty_fraction=0.0)
+    stats = PlanStats(mentions_weights={1: 1.0, 2: 0.0, 3: 0.0}, label_weights={"Disease": 1.0, "Chemical": 0.0})
+    plans = [make_plan(task, s, 13, stats) for s in range(100)]
+    assert all(len(p.targets) == 1 for p in plans)
+    assert Counter(t.label for p in plans for t in p.targets)["Disease"] >= 99
