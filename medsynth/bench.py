@@ -120,7 +120,7 @@ def _small_model_system(name: str, data_dir: Path, cfg: BenchConfig, test: list[
     tags = predictor.predict_tokens([s.tokens for s in test])
     seconds = time.monotonic() - t0
     # A model trained on synthetic data predicts task labels; a supervised one predicts corpus labels.
-    model_labels = sorted({t[2:] for t in predictor.labels if t != "O"}) if hasattr(predictor, "labels") else None
+    model_labels = sorted({t[2:] for t in predictor.id2label.values() if t != "O"})
     mapped = [corpora.map_tags(t, mapping if name != "supervised" else {c: c for c in mapping.values()}) for t in tags]
     meta = {"system": name, "train_data": str(data_dir), "model_dir": str(model_dir), "encoder": cfg.train.model,
             "train_seconds": round(train_seconds, 1), "predict_seconds": round(seconds, 3),

@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from tqdm import tqdm
 
 from medsynth import prompt as prompting
+from medsynth.aio import run_sync
 from medsynth.align import AlignConfig, align
 from medsynth.errors import EndpointError, MedsynthError
 from medsynth.export import export_all
@@ -199,6 +200,32 @@ def finish(store: RunStore, cfg: BuildConfig, identity: dict, run_info: dict, ll
     return stats
 
 
+def already_built(cfg: BuildConfig) -> bool:
+    """True when `cfg.out` already holds at least n kept examples of this task, format and seed, so the
+    exports can be rewritten without starting or calling any LLM."""
+    if not (cfg.out / "store.sqlite").exists():
+        return False
+    with RunStore(cfg.out) as store:
+        ident = store.identity()
+        same = (ident.get("task"), ident.get("format"), ident.get("seed")) == (
+            cfg.task.registry_name, cfg.format, cfg.seed)
+        return same and store.count_examples() >= cfg.n
+
+
+def export_existing(cfg: BuildConfig, source: Path | None = None) -> dict:
+    """Export the first n kept examples of an existing run (0 LLM calls) into `cfg.out`.
+
+    With `source`, the run is read from another directory without taking its lock (SQLite WAL lets a reader
+    see a consistent snapshot while a build is still writing): this is how learning-curve subsets (the first
+    250, 500, … examples) are cut from one long run.
+    """
+    with RunStore(source or cfg.out, lock=source is None) as store:
+        if store.count_examples() < cfg.n:
+            raise MedsynthError(f"the run holds {store.count_examples()} kept examples, fewer than --n {cfg.n}",
+                                where=str(store.path))
+        return finish(store, cfg, store.identity(), {"seconds": 0.0}, {"llm_calls": 0, "cache_hits": 0})
+
+
 def run_build(cfg: BuildConfig, client: LLMClient, model_name: str,
               on_endpoint_failure: Callable[[], bool] | None = None) -> dict:
     """Build (or resume) `cfg.out` and export it. Exports are written even when the run stops early."""
@@ -208,7 +235,7 @@ def run_build(cfg: BuildConfig, client: LLMClient, model_name: str,
         store.bind(identity)
         run_info: dict = {}
         try:
-            run_info = asyncio.run(builder.run(store))
+            run_info = run_sync(builder.run(store))
         finally:
             stats = finish(store, cfg, identity, run_info, client.stats.as_dict())
     if stats["kept"] < cfg.n:

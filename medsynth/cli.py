@@ -37,10 +37,15 @@ def _add_llm_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--llm", default="qwen", help="embedded model: qwen (default), tiny (SmolLM2-135M, tests), or a .gguf path")
     g.add_argument("--base-url", default=None, help="any OpenAI-compatible endpoint (also OPENAI_BASE_URL); key from OPENAI_API_KEY")
     g.add_argument("--model", dest="llm_model", default=None, help="model name at --base-url (also OPENAI_MODEL)")
+    g.add_argument("--threads", type=_positive_int, default=None,
+                   help="CPU threads for the embedded model (default: all cores; use fewer to keep the machine usable)")
     g.add_argument("--concurrency", type=_positive_int, default=1, help="requests in flight (default 1)")
     g.add_argument("--temperature", type=float, default=0.8)
     g.add_argument("--max-tokens", type=_positive_int, default=320)
     g.add_argument("--timeout", type=float, default=180.0, help="seconds per request before a retry")
+    g.add_argument("--structured", choices=["auto", "llamacpp", "openai", "plain"], default="auto",
+                   help="structured-output form: auto (per endpoint), llamacpp (json_object+schema grammar), "
+                        "openai (json_schema), plain (JSON asked in the prompt only)")
     g.add_argument("--no-cache", action="store_true", help="bypass the response cache")
 
 
@@ -49,7 +54,8 @@ def _session(args: argparse.Namespace, log_dir: Path | None = None):
 
     return llm_session(llm=args.llm, base_url=args.base_url, model=args.llm_model, concurrency=args.concurrency,
                        temperature=args.temperature, max_tokens=args.max_tokens, timeout=args.timeout,
-                       cache=not args.no_cache, log_dir=log_dir)
+                       cache=not args.no_cache, log_dir=log_dir, structured=args.structured,
+                       threads=args.threads)
 
 
 def cmd_tasks(args: argparse.Namespace) -> int:
@@ -62,7 +68,7 @@ def cmd_tasks(args: argparse.Namespace) -> int:
 
 
 def cmd_build(args: argparse.Namespace) -> int:
-    from medsynth.build import BuildConfig, run_build
+    from medsynth.build import BuildConfig, already_built, export_existing, run_build
     from medsynth.spec import get_task
 
     default = {"ner": "ner", "re": "cdr"}[args.kind]
@@ -73,8 +79,11 @@ def cmd_build(args: argparse.Namespace) -> int:
     cfg = BuildConfig(task=task, n=args.n, out=out, seed=args.seed, format=args.format,
                       temperature=args.temperature, max_tokens=args.max_tokens, progress=not args.no_progress)
     out.mkdir(parents=True, exist_ok=True)
-    with _session(args, log_dir=out) as session:
-        stats = run_build(cfg, session.client, session.model_name, session.restart)
+    if already_built(cfg) and args.base_url is None:
+        stats = export_existing(cfg)  # nothing to generate: no need to start the local LLM at all
+    else:
+        with _session(args, log_dir=out) as session:
+            stats = run_build(cfg, session.client, session.model_name, session.restart)
     print(f"kept {stats['kept']}/{stats['requested']} examples in {out} "
           f"({stats['rejected']} rejected; {stats['llm_calls']} LLM calls, {stats['cache_hits']} cache hits)")
     return 0
@@ -153,6 +162,25 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from medsynth.build import BuildConfig, export_existing
+    from medsynth.spec import get_task
+    from medsynth.store import RunStore
+
+    src = Path(args.run)
+    if not (src / "store.sqlite").exists():
+        raise MedsynthError("not a medsynth run (no store.sqlite)", where=str(src))
+    with RunStore(src, lock=False) as store:
+        ident = store.identity()
+    task = get_task(str(ident.get("task", "")).rsplit(".v", 1)[0], args.task_file)
+    cfg = BuildConfig(task=task, n=args.n, out=Path(args.out), seed=ident.get("seed", 13),
+                      format=ident.get("format", "json"), progress=False)
+    Path(args.out).mkdir(parents=True, exist_ok=True)
+    stats = export_existing(cfg, source=src)
+    print(f"exported the first {stats['kept']} examples of {src} to {args.out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="python -m medsynth", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -170,6 +198,13 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--no-progress", action="store_true")
     _add_llm_options(b)
     b.set_defaults(func=cmd_build)
+
+    ex = sub.add_parser("export", help="export the first N examples of a run (e.g. learning-curve subsets)")
+    ex.add_argument("--run", required=True, help="a build output directory")
+    ex.add_argument("--n", type=_positive_int, required=True)
+    ex.add_argument("--out", required=True)
+    ex.add_argument("--task-file", default=None, help="the task file, if the run used --task-file")
+    ex.set_defaults(func=cmd_export)
 
     t = sub.add_parser("train", help="fine-tune a small model on a built dataset")
     t.add_argument("--data", required=True, help="a build output directory (holds hf/)")
@@ -210,7 +245,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _terminate(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # SIGTERM takes the same path as Ctrl-C: cleanup runs, finished work is kept
+
+
 def main(argv: list[str] | None = None) -> int:
+    import signal
+
+    try:
+        if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+            signal.signal(signal.SIGTERM, _terminate)
+    except ValueError:  # not the main thread (e.g. called from a worker): leave signals alone
+        pass
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -91,6 +91,10 @@ def check_example(text: str, entities: list[Entity], task: TaskSpec, plan: Plan)
         return FilterResult(entities, False, "too_long", repairs)
     if _MARKUP.search(text):
         return FilterResult(entities, False, "markup_in_text", repairs)
+    long = [e for e in entities if len(e.text.split()) > 10 or len(e.text) > 100]
+    if long:  # a "mention" spanning a clause is an annotation failure, not an entity
+        repairs["entity_too_long_dropped"] += len(long)
+        entities = [e for e in entities if e not in long]
     entities, dropped = _drop_negatives(entities, task)
     if dropped:
         repairs["negative_example_dropped"] += dropped

@@ -53,7 +53,8 @@ def _format_block(task: TaskSpec, fmt: OutputFormat) -> str:
 def system_prompt(task: TaskSpec, fmt: OutputFormat) -> str:
     guidelines = "\n".join(f"- {g.strip()}" for g in task.guidelines[:10])
     return (
-        f"You write realistic {task.description.strip()} sentences and annotate them for named entity recognition.\n"
+        "You write realistic biomedical sentences and annotate them for named entity recognition.\n"
+        f"Task: {task.description.strip()}\n"
         f"Entity types:\n{_label_block(task)}\n"
         f"Annotation guidelines:\n{guidelines}\n"
         "Write fluent, specific, varied text as found in real biomedical literature or clinical notes. "
@@ -68,7 +69,8 @@ def user_prompt(plan: Plan) -> str:
         need = f"It must mention: {must}."
     else:
         need = "It must not mention any entity of the listed types."
-    return f"Write one {plan.style_description} sentence of {plan.min_words} to {plan.max_words} words. {need}"
+    style = plan.style_description.strip().rstrip(".")
+    return f"Write ONE sentence of {plan.min_words} to {plan.max_words} words. Style: {style}. {need}"
 
 
 def messages(task: TaskSpec, plan: Plan, fmt: OutputFormat = "json") -> list[dict]:

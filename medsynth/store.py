@@ -40,7 +40,9 @@ class RunStore:
         if lock:
             self._acquire_lock()
         try:
-            self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            # check_same_thread=False: in notebooks the build loop runs in a worker thread (see aio.run_sync);
+            # access stays serial.
+            self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")
             self.db.executescript(SCHEMA)

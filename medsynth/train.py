@@ -8,7 +8,6 @@ the same code the predictor uses, so training and prediction see the same layout
 
 from __future__ import annotations
 
-import copy
 import datetime as _dt
 import inspect
 import json
@@ -90,7 +89,9 @@ def load_encoder(name: str, labels: list[str]) -> tuple[Any, Any, str]:
             f"cannot load encoder ({' '.join(str(err).split())[:200]})", field="model", value=name
         ) from None
     if not getattr(tokenizer, "is_fast", False):
-        raise MedsynthError("encoder has no fast tokenizer (tokenizer.json); word alignment needs one", field="model", value=name)
+        raise MedsynthError(
+            "encoder has no fast tokenizer (tokenizer.json); word alignment needs one", field="model", value=name
+        )
     return model, tokenizer, where
 
 
@@ -334,8 +335,9 @@ def _save(model: Any, tokenizer: Any, out_dir: Path) -> None:
     kwargs = {}
     if "safe_serialization" in inspect.signature(model.save_pretrained).parameters:  # transformers 4.x
         kwargs["safe_serialization"] = True
-    model.save_pretrained(str(out_dir), **kwargs)
-    tokenizer.save_pretrained(str(out_dir))
+    with quiet_transformers():
+        model.save_pretrained(str(out_dir), **kwargs)
+        tokenizer.save_pretrained(str(out_dir))
     for pattern in ("*.bin", "*.pt", "*.pth", "*.pkl", "*.pickle", "*.ckpt"):
         for f in out_dir.glob(pattern):
             f.unlink()
@@ -364,6 +366,11 @@ def train_ner(data_dir: Path, out_dir: Path, config: TrainConfig, progress: bool
     if not train_items:
         raise MedsynthError("no trainable tokens in the train split", where=data["hf_dir"])
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    if progress and (windowed_train or windowed_val):
+        tqdm.write(
+            f"{windowed_train} train / {windowed_val} validation sentences exceed {config.max_length} subwords: "
+            "split into overlapping windows"
+        )
 
     steps_per_epoch = (len(train_items) + config.batch_size - 1) // config.batch_size
     total_steps = steps_per_epoch * config.epochs

@@ -15,6 +15,7 @@ from collections import Counter
 
 from tqdm import tqdm
 
+from medsynth.aio import run_sync
 from medsynth.align import AlignConfig, align
 from medsynth.llm.client import LLMClient
 from medsynth.parse import load_json_object
@@ -106,6 +107,6 @@ def predict_zero_shot(client: LLMClient, task: TaskSpec, items: list[tuple[str, 
                       shots: list[Example] | None = None, progress: bool = True) -> tuple[list[list[str]], dict]:
     """Tags for each (text, tokens) item, plus counters and timing for the bench report."""
     t0 = time.monotonic()
-    tags, counters = asyncio.run(_predict_async(client, task, items, shots, progress))
+    tags, counters = run_sync(_predict_async(client, task, items, shots, progress))
     s = client.stats.as_dict()
     return tags, {"counters": counters, "seconds": time.monotonic() - t0, "llm": s}

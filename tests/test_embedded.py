@@ -9,7 +9,6 @@ import os
 import socket
 import sys
 import textwrap
-from pathlib import Path
 
 import pytest
 

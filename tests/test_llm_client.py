@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -340,7 +339,7 @@ def test_cache_is_shared_safely_across_threads(tmp_path):
 
     with ThreadPoolExecutor(4) as pool:
         list(pool.map(writer, range(4)))
-    assert len(cache) == 160 and threading.active_count() >= 1
+    assert len(cache) == 160
     assert ResponseCache(tmp_path / "threads.sqlite").get("k3-39") == {"text": "3/39"}
 
 

@@ -35,13 +35,14 @@ def default_cache_path() -> Path:
 def llm_session(*, llm: str = "qwen", base_url: str | None = None, model: str | None = None,
                 concurrency: int = 1, temperature: float = 0.8, max_tokens: int = 320, timeout: float = 180.0,
                 cache: bool | Path = True, log_dir: Path | None = None, n_ctx: int = 4096,
-                max_restarts: int = 3) -> Iterator[LLMSession]:
+                max_restarts: int = 3, structured: str = "auto",
+                threads: int | None = None) -> Iterator[LLMSession]:
     base_url, model = endpoint_from_env(base_url, model)
     response_cache = None
     if cache:
         response_cache = ResponseCache(cache if isinstance(cache, Path) else default_cache_path())
     key = os.environ.get("OPENAI_API_KEY")
-    common = dict(concurrency=concurrency, temperature=temperature, max_tokens=max_tokens, timeout=timeout,
+    common = dict(concurrency=concurrency, temperature=temperature, max_tokens=max_tokens, timeout=timeout, structured=structured,
                   api_key=SecretStr(key) if key else None)
     if base_url:
         if not model:
@@ -55,7 +56,9 @@ def llm_session(*, llm: str = "qwen", base_url: str | None = None, model: str | 
 
     path, name = resolve_model(llm)
     log = (log_dir / "llm-server.log") if log_dir else None
-    server = LocalServer(path, name, n_ctx=n_ctx, log_path=log)
+    # llama-cpp-python defaults to half the cores for decoding; on a 2-core machine that halves tokens/s.
+    server = LocalServer(path, name, n_ctx=n_ctx, n_threads=threads or os.cpu_count() or 1,
+                         log_path=log)
     url = server.start()
     restarts = {"n": 0}
 
