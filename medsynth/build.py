@@ -42,7 +42,7 @@ class BuildConfig(BaseModel):
     seed: int = 13
     format: prompting.OutputFormat = "json"
     temperature: float = 0.8
-    max_tokens: int = 320
+    max_tokens: int = 256
     fuzzy_threshold: float = 0.85
     max_request_factor: float = Field(default=4.0, gt=1, description="give up after n * factor requests")
     max_endpoint_failures: int = Field(default=8, description="consecutive failed requests before stopping")

@@ -41,7 +41,7 @@ def _add_llm_options(p: argparse.ArgumentParser) -> None:
                    help="CPU threads for the embedded model (default: all cores; use fewer to keep the machine usable)")
     g.add_argument("--concurrency", type=_positive_int, default=1, help="requests in flight (default 1)")
     g.add_argument("--temperature", type=float, default=0.8)
-    g.add_argument("--max-tokens", type=_positive_int, default=320)
+    g.add_argument("--max-tokens", type=_positive_int, default=256, help="cap per answer (default 256)")
     g.add_argument("--timeout", type=float, default=180.0, help="seconds per request before a retry")
     g.add_argument("--structured", choices=["auto", "llamacpp", "openai", "plain"], default="auto",
                    help="structured-output form: auto (per endpoint), llamacpp (json_object+schema grammar), "

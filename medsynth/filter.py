@@ -65,6 +65,25 @@ def complete_from_lexicon(text: str, entities: list[Entity], task: TaskSpec) -> 
     return sorted(entities + added, key=lambda e: e.start), len(added)
 
 
+_ABBR_AFTER = re.compile(r"\s*\(\s*([A-Z][A-Za-z0-9\-]{0,9}[A-Z0-9]?)\s*\)")
+
+
+def complete_abbreviations(text: str, entities: list[Entity]) -> tuple[list[Entity], int]:
+    """An entity followed by "(ABBR)" defines ABBR: label it, and its later stand-alone uses, with the same
+    label. LLMs often list the long form and forget the abbreviation, which would teach a tagger that "(SMA)"
+    after a disease name is not a mention."""
+    added: list[Entity] = []
+    for ent in list(entities):
+        m = _ABBR_AFTER.match(text, ent.end)
+        if not m or not any(c.isupper() for c in m.group(1)):
+            continue
+        abbr = m.group(1)
+        for occ in re.finditer(r"(?<![\w-])" + re.escape(abbr) + r"(?![\w-])", text):
+            if occ.start() >= m.start(1) and not _overlaps(occ.start(), occ.end(), entities + added):
+                added.append(Entity(start=occ.start(), end=occ.end(), label=ent.label, text=abbr))
+    return sorted(entities + added, key=lambda e: e.start), len(added)
+
+
 def _drop_negatives(entities: list[Entity], task: TaskSpec) -> tuple[list[Entity], int]:
     negatives = {lab.name: {n.lower().strip() for n in lab.negative_examples} for lab in task.labels}
     kept = [e for e in entities if e.text.lower().strip() not in negatives.get(e.label, set())]
@@ -101,6 +120,9 @@ def check_example(text: str, entities: list[Entity], task: TaskSpec, plan: Plan)
     entities, added = complete_from_lexicon(text, entities, task)
     if added:
         repairs["lexicon_added"] += added
+    entities, added = complete_abbreviations(text, entities)
+    if added:
+        repairs["abbreviation_added"] += added
     if plan.targets and _targets_hit(entities, plan) == 0:
         return FilterResult(entities, False, "missing_targets", repairs)
     if not plan.targets and entities:

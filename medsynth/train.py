@@ -352,7 +352,8 @@ def train_ner(data_dir: Path, out_dir: Path, config: TrainConfig, progress: bool
     from tqdm.auto import tqdm
 
     data_dir, out_dir = Path(data_dir), Path(out_dir)
-    torch.set_num_threads(os.cpu_count() or 1)
+    # All cores by default; OMP_NUM_THREADS wins (on a machine shared with an LLM server, 1 thread is faster).
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS") or os.cpu_count() or 1))
     device = pick_device(config.device)
     data = load_splits(data_dir, config)
     labels: list[str] = data["labels"]

@@ -181,3 +181,14 @@ def test_unreachable_endpoint_keeps_nothing_lost(tmp_path):
     assert res.returncode != 0 and "Traceback" not in res.stderr
     last = res.stderr.strip().splitlines()[-1]  # retries are reported as they happen; the verdict is one line
     assert last.startswith("medsynth: error:") and "cannot reach" in last
+
+
+def test_export_cuts_the_first_n_examples_without_llm(cache_env):
+    out = cache_env / "run"
+    with LLMDouble(answer) as double:
+        assert _build(double, out, 10) == 0
+        calls = double.chat_calls
+        assert main(["export", "--run", str(out), "--n", "4", "--out", str(cache_env / "first4")]) == 0
+        assert double.chat_calls == calls
+    assert _rows(cache_env / "first4") == _rows(out)[:4]
+    assert main(["export", "--run", str(out), "--n", "40", "--out", str(cache_env / "too-many")]) == 2

@@ -59,3 +59,15 @@ def test_check_example_rejections():
 
 def test_normalize_text_for_dedup():
     assert normalize_text("Gout,  flared!") == normalize_text("gout flared")
+
+
+def test_abbreviations_after_a_mention_are_labelled_with_it():
+    from medsynth.filter import complete_abbreviations
+
+    text = "Spinal muscular atrophy (SMA) is common; SMA carriers and the (NIH) cohort were studied (n = 3)."
+    ents, added = complete_abbreviations(text, [_ent(text, "Spinal muscular atrophy", "Disease")])
+    assert added == 2
+    assert [(e.text, e.label, e.start) for e in ents][1:] == [("SMA", "Disease", 25), ("SMA", "Disease", 41)]
+    assert all(text[e.start:e.end] == e.text for e in ents)
+    ents, added = complete_abbreviations("Gout (n = 3) flared.", [_ent("Gout (n = 3) flared.", "Gout", "Disease")])
+    assert added == 0

@@ -218,6 +218,14 @@ class LLMClient:
         """Synchronous counterpart of `aclose` for `complete_sync` users."""
         self._stop_background_loop()
 
+    def rebase(self, base_url: str) -> None:
+        """Point the client at a new URL (an embedded server restarted on another port). Connections to the
+        old URL are dropped; the structured-output form is negotiated again for the new endpoint."""
+        self.config.base_url = base_url
+        self._endpoint = base_url.rstrip("/")
+        self._candidate = None
+        self._states.clear()
+
     @property
     def mode(self) -> str | None:
         """The structured mode in use for this endpoint, once known."""

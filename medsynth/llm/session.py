@@ -33,7 +33,7 @@ def default_cache_path() -> Path:
 
 @contextmanager
 def llm_session(*, llm: str = "qwen", base_url: str | None = None, model: str | None = None,
-                concurrency: int = 1, temperature: float = 0.8, max_tokens: int = 320, timeout: float = 180.0,
+                concurrency: int = 1, temperature: float = 0.8, max_tokens: int = 256, timeout: float = 180.0,
                 cache: bool | Path = True, log_dir: Path | None = None, n_ctx: int = 4096,
                 max_restarts: int = 3, structured: str = "auto",
                 threads: int | None = None) -> Iterator[LLMSession]:
@@ -60,16 +60,22 @@ def llm_session(*, llm: str = "qwen", base_url: str | None = None, model: str | 
     server = LocalServer(path, name, n_ctx=n_ctx, n_threads=threads or os.cpu_count() or 1,
                          log_path=log)
     url = server.start()
+    client = LLMClient(LLMConfig(base_url=url, model=name, **common), response_cache)
     restarts = {"n": 0}
 
     def restart() -> bool:
-        if server.alive() or restarts["n"] >= max_restarts:
-            return server.alive()
+        # Called after several requests in a row failed. A server that is still alive but failing (hung,
+        # answering errors) is restarted too: returning True for it without a restart would let the build
+        # loop retry it forever, since failed requests never count towards the request cap.
+        if restarts["n"] >= max_restarts:
+            return False
         restarts["n"] += 1
-        server.restart()
+        new_url = server.restart()
+        if new_url != client.config.base_url:  # the old port was taken meanwhile: follow the server
+            pass
         return True
 
     try:
-        yield LLMSession(LLMClient(LLMConfig(base_url=url, model=name, **common), response_cache), name, restart)
+        yield LLMSession(client, name, restart)
     finally:
         server.stop()

@@ -1,0 +1,140 @@
+"""The benchmark harness on invented data: zero-shot through a loopback LLM double, a small model trained on a
+tiny synthetic set, stored predictions, and reports recomputed from them alone."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from medsynth.bench import BenchConfig, report, run_bench
+from medsynth.errors import MedsynthError
+from medsynth.export import export_all
+from medsynth.spec import get_task
+from medsynth.tokenize import tokenize
+from medsynth.train import TrainConfig
+from medsynth.types import Entity, Example
+from tests.llm_double import LLMDouble
+
+DISEASES = ["glorbitis", "vantoma", "krell syndrome", "mirovian anemia", "dostal palsy", "tarnick fever"]
+
+
+def _sentences(k: int) -> list[tuple[str, list[str]]]:
+    out = []
+    for i in range(k):
+        d = DISEASES[i % len(DISEASES)]
+        out.append((f"Patients with {d} were followed for {i + 2} years .", [d]))
+    return out
+
+
+def _iob(sentences) -> str:
+    blocks = []
+    for text, mentions in sentences:
+        toks = tokenize(text)
+        tags = ["O"] * len(toks)
+        for m in mentions:
+            s = text.index(m)
+            inside = [j for j, t in enumerate(toks) if t.start >= s and t.end <= s + len(m)]
+            for n, j in enumerate(inside):
+                tags[j] = ("B-" if n == 0 else "I-") + "Disease"
+        blocks.append("\n".join(f"{t.text}\t{tag}" for t, tag in zip(toks, tags)))
+    return "\n\n".join(blocks) + "\n"
+
+
+@pytest.fixture()
+def data_dir(tmp_path) -> Path:
+    root = tmp_path / "data"
+    folder = root / "ncbi-disease" / "MTL-Bioinformatics-2016" / "NCBI-disease-IOB"
+    folder.mkdir(parents=True)
+    for split, k in (("train", 24), ("devel", 6), ("test", 12)):
+        (folder / f"{split}.tsv").write_text(_iob(_sentences(k)), encoding="utf-8")
+    return root
+
+
+@pytest.fixture()
+def synthetic(tmp_path) -> Path:
+    task = get_task("ncbi-disease")
+    exs = []
+    for i, (text, mentions) in enumerate(_sentences(30)):
+        s = text.index(mentions[0])
+        exs.append(Example(id=f"s-{i:04d}", text=text, entities=[Entity(start=s, end=s + len(mentions[0]),
+                                                                          label="Disease", text=mentions[0])]))
+    out = tmp_path / "synthetic"
+    out.mkdir()
+    export_all(out, exs, task, {"model": "none"}, {"requests": 30, "kept": 30, "rejected": 0, "prompt_tokens": 0,
+                                                   "completion_tokens": 0, "repairs": {}, "rejections": {}}, {})
+    return out
+
+
+def _oracle(request: dict) -> dict:
+    """A zero-shot 'LLM' that knows the invented diseases: answers with the exact mention strings."""
+    sentence = request["messages"][-1]["content"].removeprefix("Sentence: ")
+    return {"Disease": [d for d in DISEASES if re.search(re.escape(d), sentence)]}
+
+
+def test_bench_end_to_end_and_report_from_predictions(tmp_path, data_dir, synthetic, monkeypatch):
+    from medsynth.llm.session import llm_session
+
+    monkeypatch.setenv("MEDSYNTH_CACHE_DIR", str(tmp_path / "cache"))
+    out = tmp_path / "bench"
+    cfg = BenchConfig(task=get_task("ncbi-disease"), dataset="ncbi-disease", systems=["zero-shot", "synthetic"],
+                      out=out, data_dir=data_dir, train_data=[synthetic], progress=False,
+                      train=TrainConfig(max_steps=4, batch_size=8, epochs=1))
+    with LLMDouble(_oracle) as double:
+        results = run_bench(cfg, lambda: llm_session(base_url=double.base_url, model="double-model"))
+    assert set(results) == {"zero-shot", "synthetic"}
+    zs = results["zero-shot"]
+    assert zs["overall"]["f1"] == pytest.approx(1.0)  # the oracle's strings are placed exactly on the tokens
+    assert zs["n_sentences"] == 12 and zs["meta"]["llm_calls"] == 12
+    assert results["synthetic"]["meta"]["sentences_per_second"] > 0
+    for name in ("zero-shot", "synthetic"):
+        rows = [json.loads(x) for x in (out / "predictions" / f"{name}.jsonl").read_text().splitlines()]
+        assert len(rows) == 12 and all(len(r["tokens"]) == len(r["pred"]) == len(r["gold"]) for r in rows)
+    assert (out / "plot.png").stat().st_size > 1000
+    table = (out / "table.md").read_text()
+    assert "| zero-shot | 100.0 | 100.0 | 100.0 |" in table
+    before = (out / "scores.json").read_text()
+    (out / "scores.json").unlink()
+    report(out, title="again")
+    assert (out / "scores.json").read_text() == before, "reports are a pure function of stored predictions"
+
+
+def test_limit_takes_a_fixed_sample(tmp_path, data_dir, synthetic):
+    cfg = BenchConfig(task=get_task("ncbi-disease"), dataset="ncbi-disease", systems=["synthetic"], out=tmp_path / "b",
+                      data_dir=data_dir, train_data=[synthetic], limit=5, progress=False,
+                      train=TrainConfig(max_steps=2, batch_size=8, epochs=1))
+    res = run_bench(cfg)
+    assert res["synthetic"]["n_sentences"] == 5
+
+
+def test_label_mismatch_is_a_clear_error(tmp_path, data_dir):
+    test = data_dir / "ncbi-disease" / "MTL-Bioinformatics-2016" / "NCBI-disease-IOB" / "test.tsv"
+    cfg = BenchConfig(task=get_task("ncbi-disease"), dataset="bc5cdr-chem", systems=["synthetic"], out=tmp_path / "b",
+                      data_dir=data_dir, progress=False)
+    with pytest.raises(MedsynthError):
+        run_bench(cfg)  # the data dir has no bc5cdr folder: one-line error naming where it looked
+    assert test.exists()
+
+
+def test_unknown_system_and_missing_train_data(tmp_path, data_dir):
+    base = dict(task=get_task("ncbi-disease"), dataset="ncbi-disease", out=tmp_path / "b", data_dir=data_dir,
+                progress=False)
+    with pytest.raises(MedsynthError, match="unknown system"):
+        run_bench(BenchConfig(systems=["oracle"], **base))
+    with pytest.raises(MedsynthError, match="--train-data"):
+        run_bench(BenchConfig(systems=["synthetic"], **base))
+
+
+def test_report_without_predictions(tmp_path):
+    with pytest.raises(MedsynthError, match="no stored predictions"):
+        report(tmp_path)
+
+
+def test_cli_unknown_dataset_lists_known(capsys):
+    from medsynth.cli import main
+
+    assert main(["bench", "ner", "--dataset", "nope", "--report-only"]) == 2
+    err = capsys.readouterr().err
+    assert "ncbi-disease" in err and "bc5cdr-chem" in err and len(err.strip().splitlines()) == 1
