@@ -116,6 +116,12 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     if args.task_kind != "ner":
         raise UsageError("only --task ner is available in this version")
+    if args.backend == "spacy":
+        from medsynth.train_spacy import train_spacy
+
+        metrics = train_spacy(Path(args.data), Path(args.out), max_steps=args.max_steps, seed=args.seed or 13)
+        print(f"saved spaCy pipeline to {metrics['model_dir']}")
+        return 0
     metrics = train_ner(Path(args.data), Path(args.out), _train_config(args), progress=not args.no_progress)
     f1 = metrics.get("best_val_f1", metrics.get("val_f1"))
     print(f"saved model to {args.out}" + (f" (validation F1 {100 * f1:.1f})" if isinstance(f1, float) else ""))
@@ -133,7 +139,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
             raise MedsynthError(f"cannot read input ({err.__class__.__name__})", where=args.file) from None
     if not texts:
         raise UsageError("give TEXT arguments or --file FILE")
-    predictor = NERPredictor(Path(args.model))
+    from medsynth.train_spacy import SpacyPredictor, is_spacy_model
+
+    model_dir = Path(args.model)
+    predictor = SpacyPredictor(model_dir) if is_spacy_model(model_dir) else NERPredictor(model_dir)
     for text, ents in zip(texts, predictor.predict(texts)):
         print(json.dumps({"text": text, "entities": [e.model_dump() for e in ents]}, ensure_ascii=False))
     return 0
@@ -210,6 +219,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--data", required=True, help="a build output directory (holds hf/)")
     t.add_argument("--out", default="models/ner")
     t.add_argument("--task", dest="task_kind", default="ner", choices=["ner", "re"])
+    t.add_argument("--backend", choices=["transformers", "spacy"], default="transformers",
+                   help="transformers (default: fine-tune an encoder) or spacy (tok2vec+ner from the DocBins)")
     t.add_argument("--seed", type=int, default=None)
     t.add_argument("--min-score", type=float, default=None, help="drop examples whose judge score is below this")
     t.add_argument("--use-weights", action="store_true", help="weight the loss by each example's weight")

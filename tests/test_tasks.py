@@ -118,3 +118,37 @@ def test_registry_finds_all_shipped_tasks() -> None:
         assert name in known, f"registry lacks {name!r}; has {sorted(known)}"
         assert get_task(name).name == name
         assert get_task(f"{name}.v{known[name].version}").name == name
+
+
+def test_entry_point_plugins_register_tasks(monkeypatch, tmp_path):
+    """Python plugins register through the `medsynth.tasks` entry-point group (a TaskSpec, a callable or a path)."""
+    import shutil
+    from importlib import metadata
+
+    from medsynth import spec
+
+    custom = tmp_path / "custom.yaml"
+    shutil.copy(Path(spec.__file__).resolve().parent.parent / "tasks" / "ncbi-disease.yaml", custom)
+    custom.write_text(custom.read_text().replace("name: ncbi-disease", "name: my-plugin-task", 1))
+
+    class EP:
+        def __init__(self, name, obj):
+            self.name, self._obj = name, obj
+
+        def load(self):
+            return self._obj
+
+    def fake_entry_points(group=None):
+        assert group == "medsynth.tasks"
+        return [EP("from-path", str(custom))]
+
+    monkeypatch.setattr(metadata, "entry_points", fake_entry_points)
+    spec.registry.cache_clear()
+    try:
+        assert spec.get_task("my-plugin-task").label_names == ["Disease"]
+        monkeypatch.setattr(metadata, "entry_points", lambda group=None: [EP("broken", lambda: 1 / 0)])
+        spec.registry.cache_clear()
+        with pytest.raises(spec.MedsynthError, match="entry point broken"):
+            spec.registry()
+    finally:
+        spec.registry.cache_clear()

@@ -261,3 +261,27 @@ def test_no_validation_split_min_score_and_weights(tmp_path: Path) -> None:
     assert "10% of train" in m["validation_source"]
     card = (tmp_path / "out" / "model_card.md").read_text()
     assert "10% of train" in card and "score < 0.5" in card
+
+
+def test_spacy_backend_trains_from_the_docbins(tmp_path):
+    """`train --backend spacy` trains a spaCy pipeline from the exported DocBins; predict loads it."""
+    from medsynth.export import export_all
+    from medsynth.spec import get_task
+    from medsynth.train_spacy import SpacyPredictor, train_spacy
+    from medsynth.types import Entity, Example
+
+    exs = []
+    for i in range(20):
+        text = f"Treatment with drugamine {i} caused fevritis in patient {i}."
+        exs.append(Example(id=f"x{i}", text=text, entities=[
+            Entity(start=15, end=24, label="Chemical", text="drugamine"),
+            Entity(start=text.index("fevritis"), end=text.index("fevritis") + 8, label="Disease", text="fevritis")]))
+    data = tmp_path / "data"
+    data.mkdir()
+    export_all(data, exs, get_task("ner"), {"model": "none"}, {"requests": 20, "kept": 20, "rejected": 0,
+               "prompt_tokens": 0, "completion_tokens": 0, "repairs": {}, "rejections": {}}, {})
+    metrics = train_spacy(data, tmp_path / "model", max_steps=30)
+    assert set(metrics["labels"]) == {"Chemical", "Disease"}
+    ents = SpacyPredictor(Path(metrics["model_dir"])).predict(["Treatment with drugamine 99 caused fevritis here."])[0]
+    for e in ents:
+        assert "Treatment with drugamine 99 caused fevritis here."[e.start:e.end] == e.text
