@@ -202,13 +202,26 @@ def report(out: Path, title: str = "benchmark") -> dict:
     for f in files:
         scores = evaluate.scores_from_records(evaluate.read_records(f))
         meta_path = f.with_suffix(".meta.json")
-        meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+        meta = _read_meta(meta_path) if meta_path.exists() else {}
         results[f.stem] = {**scores, "meta": meta}
     (out / "scores.json").write_text(json.dumps(results, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     _write_csv(out / "scores.csv", results)
     (out / "table.md").write_text(_table(results, title), encoding="utf-8")
     _plot(out / "plot.png", results, title)
     return results
+
+
+def _read_meta(path: Path) -> dict:
+    """A system's .meta.json (speed, tokens); a damaged one is a one-line error naming the file and line."""
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as err:
+        raise MedsynthError(f"not UTF-8 text (byte {err.start})", where=str(path)) from None
+    except json.JSONDecodeError as err:
+        raise MedsynthError(f"not valid JSON: {err.msg}", where=f"{path}:{err.lineno}") from None
+    if not isinstance(meta, dict):
+        raise MedsynthError("must hold a JSON object", where=str(path), value=type(meta).__name__)
+    return meta
 
 
 def _ordered(results: dict) -> list[str]:

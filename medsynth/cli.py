@@ -135,8 +135,13 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if args.file:
         try:
             texts += [line for line in Path(args.file).read_text(encoding="utf-8").splitlines() if line.strip()]
-        except (OSError, UnicodeDecodeError) as err:
-            raise MedsynthError(f"cannot read input ({err.__class__.__name__})", where=args.file) from None
+        except UnicodeDecodeError as err:
+            line = err.object.count(b"\n", 0, err.start) + 1
+            raise MedsynthError(f"not UTF-8 text (byte {err.start})", where=f"{args.file}:{line}",
+                                value=err.object[err.start : err.end]) from None
+        except OSError as err:
+            raise MedsynthError(f"cannot read input ({err.strerror or err.__class__.__name__})",
+                                where=args.file) from None
     if not texts:
         raise UsageError("give TEXT arguments or --file FILE")
     from medsynth.train_spacy import SpacyPredictor, is_spacy_model

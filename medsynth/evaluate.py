@@ -283,10 +283,13 @@ def read_records(path: str | Path) -> list[dict]:
     path = Path(path)
     if not path.is_file():
         raise MedsynthError("predictions file not found", where=str(path))
+    raw = path.read_bytes()
     try:
-        lines = path.read_text(encoding="utf-8").split("\n")
+        lines = raw.decode("utf-8").split("\n")
     except UnicodeDecodeError as err:
-        raise MedsynthError(f"not UTF-8 text (byte {err.start})", where=str(path)) from None
+        line = raw.count(b"\n", 0, err.start) + 1
+        raise MedsynthError(f"not UTF-8 text (byte {err.start})", where=f"{path}:{line}",
+                            value=raw[err.start : err.end]) from None
     rows = []
     for lineno, line in enumerate(lines, start=1):
         if not line.strip():
@@ -299,5 +302,22 @@ def read_records(path: str | Path) -> list[dict]:
             raise MedsynthError(
                 f"row needs keys {', '.join(_RECORD_KEYS)}", where=f"{path}:{lineno}", value=str(row)[:60]
             )
+        _check_record(row, f"{path}:{lineno}")
         rows.append(row)
     return rows
+
+
+def _check_record(row: dict, where: str) -> None:
+    """Shape of one stored row, checked where the file and line are still known (scoring would otherwise
+    fail later on a bare index, or — for a string where a list belongs — count its characters as tokens)."""
+    for key in ("tokens", "gold", "pred"):
+        seq = row[key]
+        if not isinstance(seq, list) or not all(isinstance(x, str) for x in seq):
+            raise MedsynthError("must be a list of strings", where=where, field=key, value=str(seq)[:60])
+    if not len(row["tokens"]) == len(row["gold"]) == len(row["pred"]):
+        raise MedsynthError(f"{len(row['tokens'])} tokens, {len(row['gold'])} gold and {len(row['pred'])} pred "
+                            "tags; they must match", where=where, field="pred", value=row.get("source"))
+    for key in ("gold", "pred"):
+        for tag in row[key]:
+            if not _TAG_RE.match(tag):
+                raise MedsynthError("tag is not O, B-TYPE or I-TYPE (IOB2)", where=where, field=key, value=tag)

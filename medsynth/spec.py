@@ -129,6 +129,8 @@ def parse_task(data: object, where: str) -> TaskSpec:
     except ValidationError as err:
         field, msg, value = _first_error(err)
         shown = value if isinstance(value, (str, int, float, bool)) or value is None else type(value).__name__
+        if field == "(top level)" or msg == "Field required":
+            shown = None  # the "value" would be the whole mapping; the message names the key and value itself
         raise MedsynthError(msg, where=where, field=field, value=shown) from None
 
 
@@ -139,7 +141,9 @@ def load_task_file(path: str | Path) -> TaskSpec:
     try:
         raw = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as err:
-        raise MedsynthError(f"not UTF-8 text (byte {err.start})", where=str(path)) from None
+        line = err.object.count(b"\n", 0, err.start) + 1
+        raise MedsynthError(f"not UTF-8 text (byte {err.start})", where=f"{path}:{line}",
+                            value=err.object[err.start : err.end]) from None
     try:
         data = json.loads(raw) if path.suffix == ".json" else yaml.safe_load(raw)
     except (yaml.YAMLError, json.JSONDecodeError) as err:

@@ -54,6 +54,8 @@ JSON_SCHEMA_OWNERS = frozenset({"vllm", "library", "ollama", "openai", "system",
 # Per-process memory of what worked, keyed by endpoint URL (shared by all clients of the same endpoint).
 _ENDPOINT_MODES: dict[str, str] = {}
 _ENDPOINT_KINDS: dict[str, str | None] = {}
+# API keys in use in this process, masked in every message built from server replies.
+_SECRETS: set[str] = set()
 
 
 def forget_endpoint_modes() -> None:
@@ -426,8 +428,12 @@ class LLMClient:
 
     def _api_key(self) -> str:
         if self.config.api_key is not None and self.config.api_key.get_secret_value():
-            return self.config.api_key.get_secret_value()
-        return os.environ.get("OPENAI_API_KEY") or LOCAL_API_KEY
+            key = self.config.api_key.get_secret_value()
+        else:
+            key = os.environ.get("OPENAI_API_KEY") or LOCAL_API_KEY
+        if key != LOCAL_API_KEY and len(key) >= 8:  # a 1-letter dummy key must not blank out every "x"
+            _SECRETS.add(key)  # masked in every message we build from what the server says (see _one_line)
+        return key
 
     def _background_loop(self) -> asyncio.AbstractEventLoop:
         with self._sync_lock:
@@ -506,5 +512,10 @@ def _root_cause(exc: BaseException) -> BaseException:
 
 
 def _one_line(value: object, limit: int = 300) -> str:
-    text = " ".join(str(value).split()) or type(value).__name__
+    """One printable line, API keys masked. Every error, retry warning and failed-request reason passes here,
+    and servers do echo credentials back (a misconfigured proxy's 401 body, a debug error page)."""
+    text = str(value)
+    for secret in _SECRETS:
+        text = text.replace(secret, "[API key]")
+    text = " ".join(text.split()) or type(value).__name__
     return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -22,6 +22,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -309,7 +310,11 @@ class LocalServer:
             self.port = _free_port()
         self._open_log()
         self._proc = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL, stdout=self._log_file,
-                                      stderr=subprocess.STDOUT, env=_server_env(), preexec_fn=_die_with_parent)
+                                      stderr=subprocess.STDOUT, env=_server_env(),
+                                      # PDEATHSIG follows the creating *thread*: only tie it to the main one
+                                      # (a restart from a notebook's worker thread would die with that thread).
+                                      preexec_fn=_die_with_parent if threading.current_thread() is
+                                      threading.main_thread() else None)
         if not self._atexit_registered:
             atexit.register(self.stop)
             self._atexit_registered = True

@@ -72,7 +72,7 @@ def llm_session(*, llm: str = "qwen", base_url: str | None = None, model: str | 
         restarts["n"] += 1
         new_url = server.restart()
         if new_url != client.config.base_url:  # the old port was taken meanwhile: follow the server
-            pass
+            client.rebase(new_url)
         return True
 
     try:
