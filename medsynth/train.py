@@ -43,6 +43,9 @@ class TrainConfig(BaseModel):
     use_weights: bool = False  # `weight` column as per-example loss weights
     device: str = "auto"
     max_steps: int | None = Field(None, ge=1)  # cap on optimizer steps (quick tests)
+    # Small synthetic sets give few steps per epoch: train at least this many steps (more epochs) and do not
+    # stop early before them, or a 100-example set stops after ~70 steps with the encoder barely moved.
+    min_steps: int = Field(400, ge=0)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -374,7 +377,8 @@ def train_ner(data_dir: Path, out_dir: Path, config: TrainConfig, progress: bool
         )
 
     steps_per_epoch = (len(train_items) + config.batch_size - 1) // config.batch_size
-    total_steps = steps_per_epoch * config.epochs
+    epochs = max(config.epochs, -(-config.min_steps // max(steps_per_epoch, 1)))
+    total_steps = steps_per_epoch * epochs
     if config.max_steps is not None:
         total_steps = min(total_steps, config.max_steps)
     optimizer = _optimizer(model, config)
@@ -388,12 +392,12 @@ def train_ner(data_dir: Path, out_dir: Path, config: TrainConfig, progress: bool
     step_seconds = 0.0
     first_loss: float | None = None
     stopped = "epochs"
-    for epoch in range(1, config.epochs + 1):
+    for epoch in range(1, epochs + 1):
         model.train()
         gen = torch.Generator().manual_seed(config.seed * 1000 + epoch)  # same order every run, new each epoch
         order = torch.randperm(len(train_items), generator=gen).tolist()
         n_batches = min(steps_per_epoch, total_steps - step)
-        bar = tqdm(total=n_batches, desc=f"epoch {epoch}/{config.epochs}", disable=not progress, leave=False)
+        bar = tqdm(total=n_batches, desc=f"epoch {epoch}/{epochs}", disable=not progress, leave=False)
         losses: list[float] = []
         t_epoch = time.perf_counter()
         for b in range(n_batches):
@@ -432,7 +436,7 @@ def train_ner(data_dir: Path, out_dir: Path, config: TrainConfig, progress: bool
         if step >= total_steps:
             stopped = "max_steps" if config.max_steps is not None and step >= config.max_steps else "epochs"
             break
-        if bad_epochs >= config.patience:
+        if bad_epochs >= config.patience and step >= config.min_steps:
             stopped = f"early stopping (no validation F1 gain in {config.patience} epochs)"
             break
 
