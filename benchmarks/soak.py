@@ -93,13 +93,10 @@ _DOUBLE = """
 
 
 def _cpu() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from gen_speed import _cpu as cpu_model  # one definition of "which machine", shared by the benchmarks
+
+    return cpu_model()
 
 
 def _start_double(work: Path, fault_rate: float, slow: float) -> tuple[subprocess.Popen, int]:
