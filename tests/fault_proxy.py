@@ -42,6 +42,7 @@ import time
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Callable
+from tests.llm_double import tracked_handler
 from urllib.parse import urlparse
 
 PASS, DROP, DELAY, HTTP429, HTTP500, HTTP503 = "pass", "drop", "delay", "429", "500", "503"
@@ -243,25 +244,7 @@ class FaultProxy:
         hop_by_hop = {"connection", "keep-alive", "transfer-encoding", "content-length", "host",
                       "proxy-connection", "te", "trailer", "upgrade"}
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, format: str, *args: object) -> None:
-                pass
-
-            def setup(self) -> None:
-                super().setup()
-                with proxy._lock:
-                    proxy._connections.add(self.connection)
-
-            def finish(self) -> None:
-                with proxy._lock:
-                    proxy._connections.discard(self.connection)
-                try:
-                    super().finish()
-                except OSError:
-                    pass
-
+        class Handler(tracked_handler(proxy)):
             def do_GET(self) -> None:
                 self._handle("GET")
 

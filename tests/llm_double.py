@@ -244,25 +244,7 @@ class LLMDouble:
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:
         double = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, format: str, *args: object) -> None:  # keep test output quiet
-                pass
-
-            def setup(self) -> None:
-                super().setup()
-                with double._lock:
-                    double._connections.add(self.connection)
-
-            def finish(self) -> None:
-                with double._lock:
-                    double._connections.discard(self.connection)
-                try:
-                    super().finish()
-                except OSError:
-                    pass
-
+        class Handler(tracked_handler(double)):
             def do_GET(self) -> None:
                 double._record_log("GET", self.path)
                 if self.path.rstrip("/").endswith("/models"):
@@ -369,6 +351,32 @@ class LLMDouble:
     def _leave(self) -> None:
         with self._lock:
             self.in_flight -= 1
+
+
+def tracked_handler(owner: Any) -> type[BaseHTTPRequestHandler]:
+    """A quiet HTTP/1.1 handler base that registers its socket in `owner._connections` (under `owner._lock`),
+    so the owning server can cut every open connection on close — shared by the double and the fault proxy."""
+
+    class TrackedHandler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, format: str, *args: object) -> None:  # keep test output quiet
+            pass
+
+        def setup(self) -> None:
+            super().setup()
+            with owner._lock:
+                owner._connections.add(self.connection)
+
+        def finish(self) -> None:
+            with owner._lock:
+                owner._connections.discard(self.connection)
+            try:
+                super().finish()
+            except OSError:
+                pass
+
+    return TrackedHandler
 
 
 def _as_content(reply: Any) -> str:
