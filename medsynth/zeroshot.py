@@ -82,14 +82,13 @@ async def _predict_async(client: LLMClient, task: TaskSpec, items: list[tuple[st
     schema = zero_shot_schema(task)
     bar = tqdm(total=len(items), desc="zero-shot" if not shots else f"{len(shots)}-shot", unit="sent",
                disable=not progress, dynamic_ncols=True)
-    sem = asyncio.Semaphore(max(1, client.config.concurrency))
     results: list[list[str] | None] = [None] * len(items)
 
     async def one(i: int) -> None:
         text, tokens = items[i]
-        async with sem:
-            resp = await client.complete(zero_shot_messages(task, text, shots), schema=schema, seed=0,
-                                         temperature=0.0, max_tokens=200)
+        # The client bounds requests in flight (--concurrency); no second semaphore here.
+        resp = await client.complete(zero_shot_messages(task, text, shots), schema=schema, seed=0,
+                                     temperature=0.0, max_tokens=200)
         mentions, err = mentions_from_answer(resp.text, task)
         if err:
             counters[f"parse:{err}"] += 1
