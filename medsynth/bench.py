@@ -16,7 +16,7 @@ import csv
 import json
 import time
 from pathlib import Path
-from typing import Callable, ContextManager
+from typing import Any, Callable, ContextManager
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -30,7 +30,9 @@ from medsynth.types import Example
 SYSTEMS = ("zero-shot", "synthetic", "supervised")
 
 
-class BenchConfig(BaseModel):
+class BenchBase(BaseModel):
+    """What every benchmark (NER here, relations in bench_re) is configured with."""
+
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
     task: TaskSpec
@@ -38,14 +40,17 @@ class BenchConfig(BaseModel):
     systems: list[str] = Field(default_factory=lambda: list(SYSTEMS))
     out: Path
     data_dir: Path | None = None
-    limit: int | None = None
+    limit: int | None = None  # seeded sample of the test split
     seed: int = 13
-    shots: int = 0
     train_data: list[Path] = Field(default_factory=list)
-    train: TrainConfig = Field(default_factory=TrainConfig)
-    label_map: dict[str, str] | None = None
     retrain: bool = False
     progress: bool = True
+
+
+class BenchConfig(BenchBase):
+    shots: int = 0
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    label_map: dict[str, str] | None = None
 
 
 def system_name(kind: str, cfg: BenchConfig, train_data: Path | None = None) -> str:
@@ -99,14 +104,28 @@ def supervised_data(cfg: BenchConfig, work: Path) -> Path:
     return target
 
 
+def train_or_reuse(train: Callable[..., dict], data_dir: Path, model_dir: Path, saved: str, cfg: Any) -> float:
+    """Seconds spent training model_dir on data_dir (`train(data_dir, model_dir, cfg.train, progress=...)`);
+    0 when the model is already there (its `saved` file exists) and `cfg.retrain` is off."""
+    if (model_dir / saved).exists() and not cfg.retrain:
+        return 0.0
+    t0 = time.monotonic()
+    train(data_dir, model_dir, cfg.train, progress=cfg.progress)
+    return time.monotonic() - t0
+
+
 def _train_or_reuse(data_dir: Path, model_dir: Path, cfg: BenchConfig) -> float:
     from medsynth.train import train_ner
 
-    if (model_dir / "config.json").exists() and not cfg.retrain:
-        return 0.0
-    t0 = time.monotonic()
-    train_ner(data_dir, model_dir, cfg.train, progress=cfg.progress)
-    return time.monotonic() - t0
+    return train_or_reuse(train_ner, data_dir, model_dir, "config.json", cfg)
+
+
+def model_mapping(model_labels: list[str], mapping: dict[str, str]) -> dict[str, str]:
+    """Corpus label for each label a saved model predicts, read from the model's own label map: task labels
+    go through the task → corpus mapping, labels that already are corpus labels (a model trained on the
+    corpus, or a task whose names match) stay as they are, anything else is dropped."""
+    corpus = set(mapping.values())
+    return {lab: mapping.get(lab, lab) for lab in model_labels if lab in mapping or lab in corpus}
 
 
 def _small_model_system(name: str, data_dir: Path, cfg: BenchConfig, test: list[corpora.IOBSentence],
@@ -119,14 +138,20 @@ def _small_model_system(name: str, data_dir: Path, cfg: BenchConfig, test: list[
     t0 = time.monotonic()
     tags = predictor.predict_tokens([s.tokens for s in test])
     seconds = time.monotonic() - t0
-    # A model trained on synthetic data predicts task labels; a supervised one predicts corpus labels.
     model_labels = sorted({t[2:] for t in predictor.id2label.values() if t != "O"})
-    mapped = [corpora.map_tags(t, mapping if name != "supervised" else {c: c for c in mapping.values()}) for t in tags]
+    mapped = [corpora.map_tags(t, model_mapping(model_labels, mapping)) for t in tags]
     meta = {"system": name, "train_data": str(data_dir), "model_dir": str(model_dir), "encoder": cfg.train.model,
             "train_seconds": round(train_seconds, 1), "predict_seconds": round(seconds, 3),
             "sentences_per_second": round(len(test) / max(seconds, 1e-9), 2), "llm_tokens": 0,
             "model_labels": model_labels}
     return evaluate.predictions_record(test, mapped, name), meta
+
+
+def llm_meta(llm: dict) -> dict:
+    """The LLM client's totals as stored in a system's meta: calls, cache hits and tokens."""
+    return {"llm_calls": llm.get("llm_calls"), "cache_hits": llm.get("cache_hits"),
+            "llm_tokens": llm.get("prompt_tokens", 0) + llm.get("completion_tokens", 0),
+            "prompt_tokens": llm.get("prompt_tokens", 0), "completion_tokens": llm.get("completion_tokens", 0)}
 
 
 def _zero_shot_system(name: str, cfg: BenchConfig, test: list[corpora.IOBSentence], mapping: dict[str, str],
@@ -145,18 +170,19 @@ def _zero_shot_system(name: str, cfg: BenchConfig, test: list[corpora.IOBSentenc
     llm = info["llm"]
     meta = {"system": name, "model": model, "shots": cfg.shots, "predict_seconds": round(info["seconds"], 2),
             "sentences_per_second": round(len(test) / max(info["seconds"], 1e-9), 3),
-            "llm_calls": llm.get("llm_calls"), "cache_hits": llm.get("cache_hits"),
-            "llm_tokens": llm.get("prompt_tokens", 0) + llm.get("completion_tokens", 0),
-            "prompt_tokens": llm.get("prompt_tokens", 0), "completion_tokens": llm.get("completion_tokens", 0),
-            "counters": info["counters"]}
+            **llm_meta(llm), "counters": info["counters"]}
     return evaluate.predictions_record(test, mapped, name), meta
+
+
+def check_systems(systems: list[str]) -> None:
+    unknown = [s for s in systems if s not in SYSTEMS]
+    if unknown:
+        raise MedsynthError(f"unknown system; choose from {', '.join(SYSTEMS)}", field="--systems", value=unknown[0])
 
 
 def run_bench(cfg: BenchConfig, llm_session: Callable[[], ContextManager] | None = None) -> dict:
     """Run the requested systems on the (sampled) test split, store predictions, then write the report."""
-    unknown = [s for s in cfg.systems if s not in SYSTEMS]
-    if unknown:
-        raise MedsynthError(f"unknown system; choose from {', '.join(SYSTEMS)}", field="--systems", value=unknown[0])
+    check_systems(cfg.systems)
     test_all = corpora.load_corpus(cfg.dataset, "test", cfg.data_dir)
     mapping = corpora.label_mapping(cfg.task.label_names, corpora.corpus_labels(test_all), cfg.label_map)
     test = corpora.sample(test_all, cfg.limit, cfg.seed)
@@ -194,20 +220,28 @@ def _fmt_ci(ci: tuple[float, float] | list[float]) -> str:
 
 def report(out: Path, title: str = "benchmark") -> dict:
     """Scores, CIs and speed for every stored system → scores.json, scores.csv, table.md, plot.png."""
+    return write_report(out, title, lambda f: evaluate.scores_from_records(evaluate.read_records(f)), _write_csv,
+                        _table, _plot)
+
+
+def write_report(out: Path, title: str, score: Callable[[Path], dict], write_csv: Callable[[Path, dict], None],
+                 table: Callable[[dict, str], str], plot: Callable[[Path, dict, str], None]) -> dict:
+    """Score every stored predictions file (`score(file)`, plus its .meta.json) and write scores.json, the CSV,
+    the markdown table and the plot from those results alone; returns {system: scores + meta}."""
+    out = Path(out)
     pred_dir = out / "predictions"
     files = sorted(pred_dir.glob("*.jsonl")) if pred_dir.exists() else []
     if not files:
         raise MedsynthError("no stored predictions to report on", where=str(pred_dir))
     results = {}
     for f in files:
-        scores = evaluate.scores_from_records(evaluate.read_records(f))
+        scores = score(f)
         meta_path = f.with_suffix(".meta.json")
-        meta = _read_meta(meta_path) if meta_path.exists() else {}
-        results[f.stem] = {**scores, "meta": meta}
+        results[f.stem] = {**scores, "meta": _read_meta(meta_path) if meta_path.exists() else {}}
     (out / "scores.json").write_text(json.dumps(results, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    _write_csv(out / "scores.csv", results)
-    (out / "table.md").write_text(_table(results, title), encoding="utf-8")
-    _plot(out / "plot.png", results, title)
+    write_csv(out / "scores.csv", results)
+    (out / "table.md").write_text(table(results, title), encoding="utf-8")
+    plot(out / "plot.png", results, title)
     return results
 
 
@@ -260,18 +294,24 @@ def _table(results: dict, title: str) -> str:
 
 
 def _plot(path: Path, results: dict, title: str) -> None:
+    names = _ordered(results)
+    colors = ["#999" if "shot" in n else "#2a7" if n == "supervised" else "#37c" for n in names]
+    f1_bar_plot(path, results, names, colors, "strict entity F1 (%)", title)
+
+
+def f1_bar_plot(path: Path, results: dict, names: list[str], colors: list[str], ylabel: str, title: str) -> None:
+    """One bar per system: overall F1 (%) with its bootstrap CI as error bars."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    names = _ordered(results)
     f1 = [100 * results[n]["overall"]["f1"] for n in names]
     lo = [100 * (results[n]["overall"]["f1"] - results[n]["ci"]["f1"][0]) for n in names]
     hi = [100 * (results[n]["ci"]["f1"][1] - results[n]["overall"]["f1"]) for n in names]
     fig, ax = plt.subplots(figsize=(max(5, 1.2 * len(names)), 3.6))
-    ax.bar(names, f1, yerr=[lo, hi], capsize=4, color=["#999" if "shot" in n else "#2a7" if n == "supervised" else "#37c" for n in names])
-    ax.set_ylabel("strict entity F1 (%)")
+    ax.bar(names, f1, yerr=[lo, hi], capsize=4, color=colors)
+    ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.set_ylim(0, 100)
     plt.setp(ax.get_xticklabels(), rotation=20, ha="right")

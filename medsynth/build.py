@@ -9,6 +9,7 @@ interrupted run resumes where it stopped, and a larger `--n` only adds slots.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ from typing import Callable
 from pydantic import BaseModel, ConfigDict, Field
 from tqdm import tqdm
 
+from medsynth import annotate as annotating
 from medsynth import prompt as prompting
 from medsynth.aio import run_sync
 from medsynth.align import AlignConfig, align
@@ -28,6 +30,8 @@ from medsynth.filter import check_example, normalize_text
 from medsynth.llm.client import LLMClient
 from medsynth.parse import parse_answer
 from medsynth.plan import Plan, PlanStats, make_plan
+from medsynth.quality.curate import CurateConfig, curate
+from medsynth.relate import relate
 from medsynth.spec import TaskSpec
 from medsynth.store import RunStore
 from medsynth.types import Example
@@ -47,6 +51,11 @@ class BuildConfig(BaseModel):
     max_request_factor: float = Field(default=4.0, gt=1, description="give up after n * factor requests")
     max_endpoint_failures: int = Field(default=8, description="consecutive failed requests before stopping")
     plan_stats: PlanStats | None = None
+    reference_card: dict | None = Field(default=None, description="what the card says about --reference "
+                                        "(name, size, the stats used); not part of the run identity")
+    annotate: Path | None = Field(default=None, description="label the texts of this file instead of "
+                                  "generating (annotate mode, see annotate.py); n caps how many")
+    curate: CurateConfig = Field(default_factory=CurateConfig)
     progress: bool = True
 
 
@@ -63,20 +72,70 @@ class Outcome:
     error: str | None = None
 
 
-def annotate_answer(raw: str | None, task: TaskSpec, plan: Plan, fmt: str, fuzzy: float
-                    ) -> tuple[str | None, list, Counter, str | None]:
-    """parse → align → filter for one answer: (text, entities, repairs, rejection reason or None)."""
+@dataclass
+class Annotation:
+    """One answer after parse → align → filter (→ relate, for re tasks)."""
+
+    text: str | None
+    entities: list
+    relations: list
+    repairs: Counter
+    reason: str | None  # rejection reason, None when kept
+
+
+def annotate(raw: str | None, task: TaskSpec, plan: Plan, fmt: str, fuzzy: float) -> Annotation:
+    """parse → align → filter, then (re tasks) map relations onto the final entities and apply the plan.
+    Relations come last because the filter may still add or drop entities, which moves indices."""
     parsed = parse_answer(raw, fmt)
     repairs: Counter = Counter(parsed.repairs)
     if parsed.error:
-        return None, [], repairs, f"parse:{parsed.error}"
+        return Annotation(None, [], [], repairs, f"parse:{parsed.error}")
     aligned = align(parsed.text, parsed.mentions, AlignConfig(labels=task.label_names, fuzzy_threshold=fuzzy),
                     targets=plan.targets)
     repairs.update(aligned.repairs)
     repairs.update({f"dropped:{k}": v for k, v in aligned.rejections.items()})
     checked = check_example(parsed.text, aligned.entities, task, plan)
     repairs.update(checked.repairs)
-    return parsed.text, checked.entities, repairs, (None if checked.kept else checked.reason)
+    if not checked.kept or task.kind != "re":
+        return Annotation(parsed.text, checked.entities, [], repairs, None if checked.kept else checked.reason)
+    related = relate(parsed.text, checked.entities, parsed.relations, task, plan, fuzzy)
+    repairs.update(related.repairs)
+    return Annotation(parsed.text, checked.entities, related.relations, repairs, related.rejection)
+
+
+def annotate_answer(raw: str | None, task: TaskSpec, plan: Plan, fmt: str, fuzzy: float
+                    ) -> tuple[str | None, list, Counter, str | None]:
+    """parse → align → filter for one answer: (text, entities, repairs, rejection reason or None)."""
+    ann = annotate(raw, task, plan, fmt, fuzzy)
+    return ann.text, ann.entities, ann.repairs, ann.reason
+
+
+OPTION_KEYS = ("source", "annotate_sha256", "plan_stats")  # identity keys present only when their option is
+
+
+def option_identity(cfg: BuildConfig, corpus: annotating.Corpus | None = None) -> dict:
+    """Identity keys of the optional sources of a build: the annotate input (by content) and the reference
+    statistics. Empty for a plain build, so the identity of existing runs is unchanged."""
+    extra: dict = {}
+    if cfg.annotate is not None:
+        corpus = corpus or annotating.read_corpus(cfg.annotate)
+        extra.update({"source": annotating.SOURCE, "annotate_sha256": corpus.sha256})
+    if cfg.plan_stats is not None:
+        extra["plan_stats"] = cfg.plan_stats.model_dump(mode="json", exclude_none=True)
+    return extra
+
+
+def _plan_meta(plan: Plan) -> dict:
+    """The plan as stored in each example's meta; the planned relation only for re tasks, so NER meta
+    (and everything derived from it) stays as it was."""
+    meta = {"slot": plan.slot, "style": plan.style,
+            "targets": [t.model_dump(include={"text", "label"}) for t in plan.targets]}
+    if plan.relation is not None:
+        rel = plan.relation
+        meta["relation"] = {"relation": rel.relation, "label": rel.label, "head_first": rel.head_first,
+                            "head": rel.head.model_dump(include={"text", "label"}),
+                            "tail": rel.tail.model_dump(include={"text", "label"})}
+    return meta
 
 
 class Builder:
@@ -88,15 +147,55 @@ class Builder:
         self.client = client
         self.model_name = model_name
         self.on_endpoint_failure = on_endpoint_failure
+        if cfg.task.kind == "re" and cfg.format != "json":
+            raise MedsynthError("relation tasks need the json output format (inline markup has no relations)",
+                                field="format", value=cfg.format)
         self.prompt_hash = prompting.prompt_hash(cfg.task, cfg.format)
         self.params = {"temperature": cfg.temperature, "max_tokens": cfg.max_tokens, "format": cfg.format}
+        self.annotator: annotating.Annotator | None = None
+        self.slot_limit: int | None = None  # annotate: one slot per input text, no more
+        if cfg.annotate is not None:
+            self.annotator = annotating.Annotator(cfg.task, annotating.read_corpus(cfg.annotate), cfg.n,
+                                                  cfg.max_tokens, cfg.fuzzy_threshold)
+            self.prompt_hash, self.params = self.annotator.prompt_hash, self.annotator.params
+            self.slot_limit = self.annotator.slots
 
     def identity(self) -> dict:
+        corpus = self.annotator.corpus if self.annotator else None
         return {"task": self.cfg.task.registry_name, "format": self.cfg.format, "seed": self.cfg.seed,
-                "model": self.model_name, "prompt_hash": self.prompt_hash, "params": self.params}
+                "model": self.model_name, "prompt_hash": self.prompt_hash, "params": self.params,
+                **option_identity(self.cfg, corpus)}
+
+    async def _annotate_slot(self, slot: int) -> Outcome:
+        """Annotate mode: the slot's text comes from the input file, only the labels from the LLM."""
+        assert self.annotator is not None
+        resp, src, labelled = await self.annotator.label(self.client, slot)
+        if labelled is None:
+            return Outcome(slot, "failed", error=resp.error or "no response")
+        out = Outcome(slot, "rejected" if labelled.reason else "kept", labelled.reason, repairs=labelled.repairs,
+                      prompt_tokens=resp.prompt_tokens, completion_tokens=resp.completion_tokens)
+        if labelled.reason is None:
+            out.example = Example(
+                id=f"{self.cfg.task.name}-{slot:06d}", text=src.text, entities=labelled.entities,
+                meta={"task": self.cfg.task.registry_name, "model": self.model_name,
+                      "prompt_hash": self.prompt_hash, "params": self.params, "seed": 0,
+                      "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                      **self.annotator.meta(slot, src)})
+            if out.example.check_spans():  # cannot happen after align; refuse rather than store a broken span
+                out.status, out.reason, out.example = "rejected", "span_invariant", None
+            else:
+                out.norm = normalize_text(src.text)
+        return out
+
+    def _wants_more(self, kept: int, in_flight: int) -> bool:
+        """Generation runs until n examples are kept; annotate mode until every text slot is done (a rejected
+        text does not make another text appear), which `slot_limit` bounds."""
+        return self.annotator is not None or kept + in_flight < self.cfg.n
 
     async def run_slot(self, slot: int) -> Outcome:
         cfg = self.cfg
+        if self.annotator is not None:
+            return await self._annotate_slot(slot)
         plan = make_plan(cfg.task, slot, cfg.seed, cfg.plan_stats)
         resp = await self.client.complete(
             prompting.messages(cfg.task, plan, cfg.format), schema=prompting.schema(cfg.task, plan, cfg.format),
@@ -104,17 +203,17 @@ class Builder:
         )
         if resp.text is None:
             return Outcome(slot, "failed", error=resp.error or "no response")
-        text, entities, repairs, reason = annotate_answer(resp.text, cfg.task, plan, cfg.format, cfg.fuzzy_threshold)
+        ann = annotate(resp.text, cfg.task, plan, cfg.format, cfg.fuzzy_threshold)
+        text, entities, repairs, reason = ann.text, ann.entities, ann.repairs, ann.reason
         out = Outcome(slot, "rejected" if reason else "kept", reason, repairs=repairs,
                       prompt_tokens=resp.prompt_tokens, completion_tokens=resp.completion_tokens)
         if reason is None:
             out.example = Example(
-                id=f"{cfg.task.name}-{slot:06d}", text=text, entities=entities,
+                id=f"{cfg.task.name}-{slot:06d}", text=text, entities=entities, relations=ann.relations,
                 meta={"task": cfg.task.registry_name, "model": self.model_name, "prompt_hash": self.prompt_hash,
                       "params": self.params, "seed": plan.seed,
                       "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                      "plan": {"slot": slot, "style": plan.style,
-                               "targets": [t.model_dump(include={"text", "label"}) for t in plan.targets]}},
+                      "plan": _plan_meta(plan)},
             )
             problems = out.example.check_spans()
             if problems:  # cannot happen after align; refuse rather than store a broken span
@@ -131,15 +230,19 @@ class Builder:
         cap = max(int(cfg.n * cfg.max_request_factor), cfg.n + 20)
         in_flight: dict[asyncio.Task, int] = {}
         next_slot, failures, consecutive = 0, Counter(), 0
-        bar = tqdm(total=cfg.n, initial=min(kept, cfg.n), desc=f"build {cfg.task.name}", unit="ex",
+        initial = min(kept, cfg.n) if self.slot_limit is None else sum(1 for s in done if s < self.slot_limit)
+        bar = tqdm(total=self.slot_limit or cfg.n, initial=initial, desc=f"build {cfg.task.name}", unit="ex",
                    disable=not cfg.progress, dynamic_ncols=True)
         stop_reason = None
         try:
             while True:
-                while kept + len(in_flight) < cfg.n and len(in_flight) < max(1, self.client.config.concurrency):
+                width = max(1, self.client.config.concurrency)
+                while self._wants_more(kept, len(in_flight)) and len(in_flight) < width:
                     while next_slot in done:
                         next_slot += 1
-                    if len(done) + len(in_flight) >= cap:
+                    if self.slot_limit is not None and next_slot >= self.slot_limit:
+                        break
+                    if self.slot_limit is None and len(done) + len(in_flight) >= cap:
                         stop_reason = stop_reason or "request_cap"
                         break
                     in_flight[asyncio.ensure_future(self.run_slot(next_slot))] = next_slot
@@ -167,7 +270,9 @@ class Builder:
                     done.add(slot)
                     if status == "kept":
                         kept += 1
-                        bar.update(1 if kept <= cfg.n else 0)
+                        bar.update(1 if kept <= cfg.n and self.annotator is None else 0)
+                    if self.annotator is not None:
+                        bar.update(1)  # annotate: progress is texts done, kept or not
                     s = self.client.stats
                     bar.set_postfix(req=len(done), rej=len(done) - kept, calls=s.llm_calls,
                                     tok=s.prompt_tokens + s.completion_tokens, refresh=False)
@@ -183,6 +288,9 @@ def finish(store: RunStore, cfg: BuildConfig, identity: dict, run_info: dict, ll
     """Export the first n kept examples and write stats.json; returns the stats."""
     examples = store.examples(limit=cfg.n)
     last_slot = int(examples[-1].meta["plan"]["slot"]) if len(examples) == cfg.n else None
+    if cfg.annotate is not None:  # annotate: the kept examples among the first n texts
+        examples = [ex for ex in store.examples() if int(ex.meta["plan"]["slot"]) < cfg.n]
+        last_slot = cfg.n - 1
     totals = store.totals(up_to_slot=last_slot)
     stats = {
         "task": cfg.task.registry_name, "model": identity["model"], "requested": cfg.n, "kept": len(examples),
@@ -196,8 +304,43 @@ def finish(store: RunStore, cfg: BuildConfig, identity: dict, run_info: dict, ll
         "notes": "llm_calls, cache_hits, retries, seconds and this_run describe this invocation; the other "
                  "counters cover every request that produced this dataset (cumulative over resumes).",
     }
-    export_all(cfg.out, examples, cfg.task, identity, totals, stats)
+    examples, curated = curate(examples, store.out_dir, cfg.curate)
+    stats["kept"], stats["curation"] = len(examples), curated
+    if cfg.reference_card is not None:
+        stats["reference"] = cfg.reference_card
+    card_identity = {**identity, **({"reference": cfg.reference_card} if cfg.reference_card else {}),
+                     **({"annotate_input": cfg.annotate.name} if cfg.annotate is not None else {})}
+    export_all(cfg.out, examples, cfg.task, card_identity, totals, stats, quality_dir=store.out_dir)
     return stats
+
+
+def _option_mismatch(stored: dict, options: dict) -> str | None:
+    """Which optional source differs between a stored run and this build, in words (None when none does).
+    JSON round-trip because the store keeps identity values as JSON. Needed besides `RunStore.bind`, which
+    only compares keys the new identity has: a plain build must not resume an annotate or reference run."""
+    wanted = json.loads(json.dumps(options, sort_keys=True))
+    for key in OPTION_KEYS:
+        if stored.get(key) != wanted.get(key):
+            if key == "plan_stats":
+                return "different --reference statistics (another reference, or none)"
+            sha = stored.get("annotate_sha256")
+            return (f"the --annotate input with sha256 {str(sha)[:12]}…" if sha else "generated text, not --annotate")
+    return None
+
+
+def _same_options(stored: dict, cfg: BuildConfig) -> bool:
+    """Whether a stored run was made with this build's optional sources (annotate input, reference stats)."""
+    return _option_mismatch(stored, option_identity(cfg)) is None
+
+
+def _check_options(store: RunStore, identity: dict) -> None:
+    """Refuse, in one line, to mix a run with examples made from another annotate input or reference."""
+    if not store.count_examples():
+        return
+    why = _option_mismatch(store.identity(), {k: identity[k] for k in OPTION_KEYS if k in identity})
+    if why:
+        raise MedsynthError(f"this output directory holds a run made with {why}; use the same options to resume, "
+                            "or another --out", where=str(store.out_dir))
 
 
 def already_built(cfg: BuildConfig) -> bool:
@@ -208,7 +351,10 @@ def already_built(cfg: BuildConfig) -> bool:
     with RunStore(cfg.out) as store:
         ident = store.identity()
         same = (ident.get("task"), ident.get("format"), ident.get("seed")) == (
-            cfg.task.registry_name, cfg.format, cfg.seed)
+            cfg.task.registry_name, cfg.format, cfg.seed) and _same_options(ident, cfg)
+        if same and cfg.annotate is not None:
+            slots = min(cfg.n, len(annotating.read_corpus(cfg.annotate).texts))
+            return annotating.done(store.done_slots(), slots)
         return same and store.count_examples() >= cfg.n
 
 
@@ -220,7 +366,7 @@ def export_existing(cfg: BuildConfig, source: Path | None = None) -> dict:
     250, 500, … examples) are cut from one long run.
     """
     with RunStore(source or cfg.out, lock=source is None) as store:
-        if store.count_examples() < cfg.n:
+        if cfg.annotate is None and store.count_examples() < cfg.n:
             raise MedsynthError(f"the run holds {store.count_examples()} kept examples, fewer than --n {cfg.n}",
                                 where=str(store.path))
         return finish(store, cfg, store.identity(), {"seconds": 0.0}, {"llm_calls": 0, "cache_hits": 0})
@@ -232,13 +378,16 @@ def run_build(cfg: BuildConfig, client: LLMClient, model_name: str,
     builder = Builder(cfg, client, model_name, on_endpoint_failure)
     identity = builder.identity()
     with RunStore(cfg.out) as store:
+        _check_options(store, identity)
         store.bind(identity)
         run_info: dict = {}
         try:
             run_info = run_sync(builder.run(store))
         finally:
             stats = finish(store, cfg, identity, run_info, client.stats.as_dict())
-    if stats["kept"] < cfg.n:
+    if cfg.annotate is not None:  # every text has an outcome; rejected texts are counted, not retried
+        return stats
+    if stats["curation"]["input"] < cfg.n:  # curation may drop some afterwards; generation itself finished
         raise MedsynthError(
             f"kept {stats['kept']} of {cfg.n} after {stats['requests']} requests (stopped: "
             f"{run_info.get('stopped')}); see {cfg.out / 'stats.json'} for rejection reasons", where=str(cfg.out))

@@ -71,13 +71,27 @@ def cmd_build(args: argparse.Namespace) -> int:
     from medsynth.build import BuildConfig, already_built, export_existing, run_build
     from medsynth.spec import get_task
 
+    if args.kind == "chat":  # Baize self-chat dialogues: no task, no labels
+        from medsynth.chat.cli import build_command
+
+        if args.annotate or args.reference:
+            raise UsageError("--annotate and --reference apply to `build ner` / `build re`, not chat")
+        args.n = args.n or 200
+        return build_command(args)
     default = {"ner": "ner", "re": "cdr"}[args.kind]
     task = get_task(args.task_name or (None if args.task_file else default), args.task_file)
-    if task.kind != args.kind:
+    if task.kind != args.kind:  # a `build re` run exports hf/, conll/ and spacy/ too: it serves NER training
         raise UsageError(f"task {task.name!r} is a {task.kind} task; use `build {task.kind}`")
-    out = Path(args.out)
-    cfg = BuildConfig(task=task, n=args.n, out=out, seed=args.seed, format=args.format,
-                      temperature=args.temperature, max_tokens=args.max_tokens, progress=not args.no_progress)
+    if task.kind == "re" and args.format != "json":
+        raise UsageError("`build re` needs --format json (inline markup cannot state relations)")
+    out = Path(args.out or f"runs/{args.kind}")
+    cfg = BuildConfig(task=task, n=args.n or 200, out=out, seed=args.seed, format=args.format,
+                      temperature=args.temperature, max_tokens=args.max_tokens, progress=not args.no_progress,
+                      curate=_curate_config(args))
+    if args.annotate:
+        cfg = _annotate_config(cfg, args)
+    if args.reference:
+        cfg = _reference_config(cfg, args)
     out.mkdir(parents=True, exist_ok=True)
     if already_built(cfg) and args.base_url is None:
         stats = export_existing(cfg)  # nothing to generate: no need to start the local LLM at all
@@ -87,6 +101,29 @@ def cmd_build(args: argparse.Namespace) -> int:
     print(f"kept {stats['kept']}/{stats['requested']} examples in {out} "
           f"({stats['rejected']} rejected; {stats['llm_calls']} LLM calls, {stats['cache_hits']} cache hits)")
     return 0
+
+
+def _annotate_config(cfg, args: argparse.Namespace):
+    """Annotate mode: label the texts of --annotate instead of generating; --n caps how many (default all)."""
+    from medsynth.annotate import read_corpus
+
+    if args.reference:
+        raise UsageError("--reference steers generation plans; annotate mode labels given texts and plans nothing")
+    if cfg.task.kind != "ner":
+        raise UsageError("--annotate labels entities only; use `build ner`")
+    if args.format != "json":
+        raise UsageError("--annotate uses the zero-shot JSON prompt; leave --format at json")
+    corpus = read_corpus(args.annotate)  # bad input fails here, before any store is opened
+    n = min(args.n or len(corpus.texts), len(corpus.texts))
+    return cfg.model_copy(update={"annotate": Path(args.annotate), "n": n})
+
+
+def _reference_config(cfg, args: argparse.Namespace):
+    """Reference matching: the planner follows the reference's length / mention / label distributions."""
+    from medsynth.reference import reference_stats
+
+    ref = reference_stats(args.reference, cfg.task)
+    return cfg.model_copy(update={"plan_stats": ref.stats, "reference_card": ref.card_summary()})
 
 
 def _train_config(args: argparse.Namespace):
@@ -109,13 +146,17 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--patience", type=_positive_int, default=None, help="early-stopping patience in epochs")
     g.add_argument("--max-steps", type=_positive_int, default=None, help="stop after this many steps (quick looks)")
     g.add_argument("--device", default=None, help="auto (default), cpu or cuda")
+    g.add_argument("--marker", choices=["mask", "tags"], default=None,
+                   help="relation models: entities replaced by @LABEL$ (mask, default) or wrapped in [E1]..[/E2] (tags)")
 
 
 def cmd_train(args: argparse.Namespace) -> int:
     from medsynth.train import train_ner
 
-    if args.task_kind != "ner":
-        raise UsageError("only --task ner is available in this version")
+    if args.task_kind == "re":
+        from medsynth.cli_re import train_command
+
+        return train_command(args)
     if args.backend == "spacy":
         from medsynth.train_spacy import train_spacy
 
@@ -158,6 +199,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from medsynth.corpora import list_corpora
     from medsynth.spec import get_task
 
+    if args.kind == "re":
+        from medsynth.cli_re import bench_command
+
+        return bench_command(args, lambda out: _session(args, log_dir=out))
     if args.dataset not in list_corpora():
         raise UsageError(f"unknown dataset; known datasets: {', '.join(list_corpora())}", field="--dataset",
                          value=args.dataset)
@@ -186,13 +231,30 @@ def cmd_export(args: argparse.Namespace) -> int:
         raise MedsynthError("not a medsynth run (no store.sqlite)", where=str(src))
     with RunStore(src, lock=False) as store:
         ident = store.identity()
-    task = get_task(str(ident.get("task", "")).rsplit(".v", 1)[0], args.task_file)
+    task = get_task(str(ident.get("task", "")), args.task_file)  # the exact version that built the run
     cfg = BuildConfig(task=task, n=args.n, out=Path(args.out), seed=ident.get("seed", 13),
-                      format=ident.get("format", "json"), progress=False)
+                      format=ident.get("format", "json"), progress=False, curate=_curate_config(args))
     Path(args.out).mkdir(parents=True, exist_ok=True)
     stats = export_existing(cfg, source=src)
-    print(f"exported the first {stats['kept']} examples of {src} to {args.out}")
+    dropped = stats["curation"]["input"] - stats["kept"]
+    print(f"exported the first {stats['curation']['input']} examples of {src} to {args.out}"
+          + (f" ({dropped} dropped by curation)" if dropped else ""))
     return 0
+
+
+def _add_curate_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("curation (what the exported dataset keeps; the run store keeps everything)")
+    g.add_argument("--dedup", action="store_true", help="drop exact and near-duplicate sentences (MinHash)")
+    g.add_argument("--dedup-threshold", type=float, default=0.8, help="word 3-shingle Jaccard (default 0.8)")
+    g.add_argument("--drop-phi", action="store_true", help="drop sentences the privacy screen flags")
+
+
+def _curate_config(args: argparse.Namespace):
+    from medsynth.quality.curate import CurateConfig
+
+    if not 0 < args.dedup_threshold <= 1:
+        raise UsageError("must be in (0, 1]", field="--dedup-threshold", value=args.dedup_threshold)
+    return CurateConfig(dedup=args.dedup, dedup_threshold=args.dedup_threshold, drop_phi=args.drop_phi)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -202,14 +264,23 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("tasks", help="list task plugins and their labels").set_defaults(func=cmd_tasks)
 
     b = sub.add_parser("build", help="generate a labelled synthetic dataset")
-    b.add_argument("kind", choices=["ner", "re"], help="what to build")
+    b.add_argument("kind", choices=["ner", "re", "chat"], help="what to build (chat: Baize self-chat dialogues)")
     b.add_argument("--task", dest="task_name", default=None, help="task name (default: the kind's default task)")
     b.add_argument("--task-file", default=None, help="your own task file (YAML/JSON)")
-    b.add_argument("--n", type=_positive_int, default=200, help="examples to keep (default 200)")
-    b.add_argument("--out", default="runs/ner", help="output directory (default runs/ner)")
+    b.add_argument("--n", type=_positive_int, default=None,
+                   help="examples to keep (default 200); with --annotate: the first N texts (default all)")
+    b.add_argument("--out", default=None, help="output directory (default runs/ner, runs/re or runs/chat)")
     b.add_argument("--seed", type=int, default=13)
     b.add_argument("--format", choices=["json", "inline"], default="json", help="LLM output format")
+    b.add_argument("--seeds", default=None, help="chat: seed questions, one per line (default: LLM-proposed topics)")
+    b.add_argument("--max-turns", type=_positive_int, default=6, help="chat: user questions per dialogue (default 6)")
+    b.add_argument("--annotate", default=None, metavar="FILE",
+                   help="ner: label your own texts (one per line, or .jsonl with \"text\") instead of generating")
+    b.add_argument("--reference", default=None, metavar="FILE",
+                   help="match a real corpus's sentence lengths, mentions per sentence and label mix (statistics "
+                        "only): a corpus name (train split unless NAME:SPLIT), IOB .tsv/.conll, .jsonl or .txt")
     b.add_argument("--no-progress", action="store_true")
+    _add_curate_options(b)
     _add_llm_options(b)
     b.set_defaults(func=cmd_build)
 
@@ -218,10 +289,11 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--n", type=_positive_int, required=True)
     ex.add_argument("--out", required=True)
     ex.add_argument("--task-file", default=None, help="the task file, if the run used --task-file")
+    _add_curate_options(ex)
     ex.set_defaults(func=cmd_export)
 
     t = sub.add_parser("train", help="fine-tune a small model on a built dataset")
-    t.add_argument("--data", required=True, help="a build output directory (holds hf/)")
+    t.add_argument("--data", required=True, help="a build output directory (holds hf/; pairs.jsonl for --task re)")
     t.add_argument("--out", default="models/ner")
     t.add_argument("--task", dest="task_kind", default="ner", choices=["ner", "re"])
     t.add_argument("--backend", choices=["transformers", "spacy"], default="transformers",
@@ -240,8 +312,10 @@ def build_parser() -> argparse.ArgumentParser:
     pr.set_defaults(func=cmd_predict)
 
     be = sub.add_parser("bench", help="score zero-shot LLM vs small models on a real test split")
-    be.add_argument("kind", choices=["ner"])
-    be.add_argument("--dataset", required=True, help="ncbi-disease, bc5cdr-chem, bc5cdr-disease or bc5cdr")
+    be.add_argument("kind", choices=["ner", "re"])
+    be.add_argument("--dataset", required=True, help="ner: ncbi-disease, bc5cdr-chem, bc5cdr-disease or bc5cdr; "
+                                                     "re: gad, chemprot or bc5cdr-cid")
+    be.add_argument("--folds", default=None, help="re on gad: comma-separated CV folds to run (default all 10)")
     be.add_argument("--systems", default="zero-shot,synthetic,supervised")
     be.add_argument("--task", dest="task_name", default=None, help="task whose labels are predicted (default ner)")
     be.add_argument("--task-file", default=None)
@@ -258,6 +332,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_llm_options(be)
     _add_train_options(be)
     be.set_defaults(func=cmd_bench)
+
+    from medsynth.quality.commands import add_commands as add_quality_commands  # judge, report
+
+    add_quality_commands(sub)
+
+    from medsynth.distill import add_command as add_distill_command  # distill ner (self-distillation)
+
+    add_distill_command(sub)
     return parser
 
 

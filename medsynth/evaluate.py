@@ -14,7 +14,6 @@ the stored rows (`scores_from_records`) without running any model again.
 
 from __future__ import annotations
 
-import json
 import re
 import warnings
 from pathlib import Path
@@ -23,6 +22,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from medsynth.errors import MedsynthError
+from medsynth.jsonl import json_lines, write_jsonl
 
 # Same rule as medsynth.corpora: O, or B-/I- plus a type seqeval will not alter (no whitespace, no edge '-').
 _TAG_RE = re.compile(r"^(?:O|[BI]-[^\s\-](?:\S*[^\s\-])?)$")
@@ -267,42 +267,15 @@ def scores_from_records(rows: Sequence[dict], n: int = 1000, seed: int = 13, alp
 
 
 def write_records(path: str | Path, rows: Iterable[dict]) -> Path:
-    """Store rows as JSON Lines (one sentence per line, greppable and diffable)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", encoding="utf-8") as fh:
-        for row in rows:
-            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
-    tmp.replace(path)  # never leave a half-written predictions file behind
-    return path
+    """Store rows as JSON Lines (one sentence per line, greppable and diffable), atomically."""
+    return write_jsonl(path, rows)
 
 
 def read_records(path: str | Path) -> list[dict]:
     """Rows written by `write_records`; a bad line is an error naming FILE:LINE."""
-    path = Path(path)
-    if not path.is_file():
-        raise MedsynthError("predictions file not found", where=str(path))
-    raw = path.read_bytes()
-    try:
-        lines = raw.decode("utf-8").split("\n")
-    except UnicodeDecodeError as err:
-        line = raw.count(b"\n", 0, err.start) + 1
-        raise MedsynthError(f"not UTF-8 text (byte {err.start})", where=f"{path}:{line}",
-                            value=raw[err.start : err.end]) from None
     rows = []
-    for lineno, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise MedsynthError(f"not a JSON line: {err.msg}", where=f"{path}:{lineno}") from None
-        if not isinstance(row, dict) or any(k not in row for k in _RECORD_KEYS):
-            raise MedsynthError(
-                f"row needs keys {', '.join(_RECORD_KEYS)}", where=f"{path}:{lineno}", value=str(row)[:60]
-            )
-        _check_record(row, f"{path}:{lineno}")
+    for where, row in json_lines(path, "predictions file", _RECORD_KEYS):
+        _check_record(row, where)
         rows.append(row)
     return rows
 

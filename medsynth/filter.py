@@ -90,6 +90,17 @@ def _drop_negatives(entities: list[Entity], task: TaskSpec) -> tuple[list[Entity
     return kept, len(entities) - len(kept)
 
 
+def _label_tag(task: TaskSpec) -> re.Pattern:
+    return re.compile(r"\((?:" + "|".join(re.escape(n) for n in task.label_names) + r")\)")
+
+
+def _drop_distractors(entities: list[Entity], plan: Plan) -> tuple[list[Entity], int]:
+    """The plan said these terms are not entities; an LLM that labels them anyway is overruled."""
+    banned = {" ".join(d.text.lower().split()) for d in plan.distractors}
+    kept = [e for e in entities if " ".join(e.text.lower().split()) not in banned]
+    return kept, len(entities) - len(kept)
+
+
 def _targets_hit(entities: list[Entity], plan: Plan) -> int:
     norm = {(" ".join(e.text.lower().split()), e.label) for e in entities}
     hit = 0
@@ -110,6 +121,25 @@ def check_example(text: str, entities: list[Entity], task: TaskSpec, plan: Plan)
         return FilterResult(entities, False, "too_long", repairs)
     if _MARKUP.search(text):
         return FilterResult(entities, False, "markup_in_text", repairs)
+    if _label_tag(task).search(text):  # "sudden cardiac death (Disease)": the annotation leaked into x
+        return FilterResult(entities, False, "label_in_text", repairs)
+    entities = repair_entities(text, entities, task, repairs, plan)
+    if plan.targets and _targets_hit(entities, plan) == 0:
+        return FilterResult(entities, False, "missing_targets", repairs)
+    if not plan.targets and entities:
+        repairs["unplanned_entities"] += 1
+    return FilterResult(entities, True, None, repairs)
+
+
+def repair_entities(text: str, entities: list[Entity], task: TaskSpec, repairs: Counter,
+                    plan: Plan | None = None) -> list[Entity]:
+    """The entity-level repairs, shared by generated and annotated (`build --annotate`) text: drop echoed
+    label names, clause-long "mentions", a label's negative examples and (with a plan) its distractors; then
+    add unlabelled lexicon terms and abbreviations of labelled mentions. Each change is counted in `repairs`."""
+    named = [e for e in entities if e.text.strip().lower() in {n.lower() for n in task.label_names}]
+    if named:  # a "mention" that is the label's own name ("Disease") is an echo of the prompt, not an entity
+        repairs["label_name_dropped"] += len(named)
+        entities = [e for e in entities if e not in named]
     long = [e for e in entities if len(e.text.split()) > 10 or len(e.text) > 100]
     if long:  # a "mention" spanning a clause is an annotation failure, not an entity
         repairs["entity_too_long_dropped"] += len(long)
@@ -117,14 +147,22 @@ def check_example(text: str, entities: list[Entity], task: TaskSpec, plan: Plan)
     entities, dropped = _drop_negatives(entities, task)
     if dropped:
         repairs["negative_example_dropped"] += dropped
+    if plan is not None:
+        entities, dropped = _drop_distractors(entities, plan)
+        if dropped:
+            repairs["distractor_dropped"] += dropped
     entities, added = complete_from_lexicon(text, entities, task)
     if added:
         repairs["lexicon_added"] += added
     entities, added = complete_abbreviations(text, entities)
     if added:
         repairs["abbreviation_added"] += added
-    if plan.targets and _targets_hit(entities, plan) == 0:
-        return FilterResult(entities, False, "missing_targets", repairs)
-    if not plan.targets and entities:
-        repairs["unplanned_entities"] += 1
-    return FilterResult(entities, True, None, repairs)
+    return entities
+
+
+def check_annotation(text: str, entities: list[Entity], task: TaskSpec) -> FilterResult:
+    """The gate for labels put on the user's own text (`build --annotate`). The text is given, not written by
+    the LLM, so the text rules (length, markup, label tags in the text) do not apply, and there is no plan to
+    hit: only the entity repairs run, and a text with no entity is kept as a negative example."""
+    repairs: Counter = Counter()
+    return FilterResult(repair_entities(text, entities, task, repairs), True, None, repairs)

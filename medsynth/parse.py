@@ -19,12 +19,23 @@ _TRAILING_COMMA = re.compile(r",\s*([}\]])")
 _INLINE = re.compile(r"\[([^\[\]\n]{1,160}?)\]\(\s*([A-Za-z][A-Za-z0-9_:\-]{0,39})\s*\)")
 
 
+@dataclass(frozen=True)
+class RawRelation:
+    """A relation as the LLM states it: argument strings (not yet entities) and a label (not yet checked);
+    `relate.py` maps them onto aligned entities."""
+
+    head: str
+    tail: str
+    label: str
+
+
 @dataclass
 class ParseResult:
     text: str | None = None
     mentions: list[Mention] = field(default_factory=list)
     error: str | None = None
     repairs: Counter = field(default_factory=Counter)
+    relations: list[RawRelation] = field(default_factory=list)
 
 
 def _balanced_objects(raw: str) -> list[str]:
@@ -123,7 +134,81 @@ def parse_json_answer(raw: str | None) -> ParseResult:
     if not isinstance(text, str) or not text.strip():
         return ParseResult(error="missing_text", repairs=repairs)
     ents = obj.get("entities", obj.get("annotations", []))
-    return ParseResult(text=text.strip(), mentions=_as_mentions(ents, repairs), repairs=repairs)
+    mentions = _as_mentions(ents, repairs)
+    relations = _as_relations(obj.get("relations", obj.get("relation")), mentions, repairs)
+    return ParseResult(text=text.strip(), mentions=mentions, repairs=repairs, relations=relations)
+
+
+_HEAD_KEYS = ("head", "arg1", "subject", "source", "from", "e1", "entity1", "head_entity")
+_TAIL_KEYS = ("tail", "arg2", "object", "target", "to", "e2", "entity2", "tail_entity")
+_REL_LABEL_KEYS = ("label", "type", "relation", "predicate", "rel", "relation_type")
+
+
+def _first_key(item: dict, keys: tuple[str, ...]) -> object:
+    return next((item[k] for k in keys if k in item), None)
+
+
+def _arg_text(value: object, mentions: list[Mention], repairs: Counter) -> str:
+    """An argument as a string: small models also write {"text": ...} or an index into their entity list.
+    Anything else becomes "" so the validator counts it as a missing argument."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict):
+        inner = value.get("text", value.get("mention", value.get("name")))
+        if isinstance(inner, str):
+            repairs["relation:arg_as_object"] += 1
+            return inner
+    elif isinstance(value, int) and not isinstance(value, bool) and 0 <= value < len(mentions):
+        repairs["relation:arg_as_index"] += 1
+        return mentions[value].text
+    return ""
+
+
+def _relation_items(value: object, repairs: Counter) -> list:
+    """Normalise the container: a list, a single relation object, or {label: [[head, tail], ...]}."""
+    if isinstance(value, list):
+        return value
+    if isinstance(value, dict):
+        if _first_key(value, _HEAD_KEYS) is not None or _first_key(value, _TAIL_KEYS) is not None:
+            repairs["relation:single_object"] += 1
+            return [value]
+        repairs["relation:as_mapping"] += 1
+        items = []
+        for label, pairs in value.items():
+            for pair in pairs if isinstance(pairs, list) else [pairs]:
+                if isinstance(pair, dict):
+                    items.append({"label": label, **pair})
+                elif isinstance(pair, (list, tuple)) and len(pair) == 2:
+                    items.append({"head": pair[0], "tail": pair[1], "label": label})
+                else:
+                    items.append(pair)
+        return items
+    repairs["relation:wrong_type"] += 1
+    return []
+
+
+def _as_relations(value: object, mentions: list[Mention], repairs: Counter) -> list[RawRelation]:
+    """Relations in any shape small models produce: [{head, tail, label}] (with common key synonyms),
+    [head, label, tail] triples, one object, or a mapping by label. A missing key is absent (None or "")
+    and costs nothing; an unreadable item is counted `relation:wrong_type` and skipped, never raised."""
+    if value is None or value == "" or value == []:
+        return []
+    out: list[RawRelation] = []
+    for item in _relation_items(value, repairs):
+        if isinstance(item, dict):
+            label = _first_key(item, _REL_LABEL_KEYS)
+            head, tail = _first_key(item, _HEAD_KEYS), _first_key(item, _TAIL_KEYS)
+            if head is None and tail is None:
+                repairs["relation:wrong_type"] += 1
+                continue
+            out.append(RawRelation(head=_arg_text(head, mentions, repairs), tail=_arg_text(tail, mentions, repairs),
+                                   label=label if isinstance(label, str) else ""))
+        elif isinstance(item, (list, tuple)) and len(item) == 3 and all(isinstance(x, str) for x in item):
+            repairs["relation:as_triple"] += 1  # subject-predicate-object order
+            out.append(RawRelation(head=item[0], tail=item[2], label=item[1]))
+        else:
+            repairs["relation:wrong_type"] += 1
+    return out
 
 
 def strip_inline(marked: str) -> tuple[str, list[Mention]]:

@@ -67,6 +67,19 @@ class StyleSpec(BaseModel):
         return self
 
 
+class DistractorSpec(BaseModel):
+    """Look-alike terms that planned sentences must contain *unlabelled* (hard negatives).
+
+    Why: a model trained only on sentences whose every salient term is an entity learns "salient term =
+    entity"; real text is full of genes, variants and populations next to diseases. Asking the LLM to write
+    them in, and telling it they are not entities, is a constraint on x that sharpens y.
+    """
+
+    name: str = Field(min_length=1, description="what the terms are, e.g. 'gene or protein'")
+    note: str = Field(min_length=3, description="shown to the LLM: why these are not entities")
+    terms: list[str] = Field(min_length=1)
+
+
 class TaskSpec(BaseModel):
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9_\-]*$")
     version: int = Field(default=1, ge=1)
@@ -79,6 +92,11 @@ class TaskSpec(BaseModel):
     lexicon: dict[str, list[str]] = Field(description="label -> seed mentions written for the project")
     mentions_per_sentence: tuple[int, int] = (1, 3)
     empty_fraction: float = Field(default=0.05, ge=0, le=0.5, description="share of sentences planned with no mention")
+    negative_fraction: float = Field(default=0.3, ge=0, le=0.9, description=(
+        "re tasks: share of plans whose planned pair must co-occur WITHOUT a relation (label 'none'); a "
+        "classifier trained only on related pairs learns that co-occurrence means relation"))
+    distractors: list[DistractorSpec] = Field(default_factory=list)
+    distractor_rate: float = Field(default=0.0, ge=0, le=1, description="share of sentences planned with one distractor")
 
     @model_validator(mode="after")
     def _consistent(self) -> "TaskSpec":
@@ -112,6 +130,26 @@ class TaskSpec(BaseModel):
     @property
     def label_names(self) -> list[str]:
         return [label.name for label in self.labels]
+
+
+def task_brief(task: TaskSpec, examples: int = 5, relations: bool = True) -> list[str]:
+    """Prompt lines that tell a reviewing LLM what the task is: description, each label's definition with up to
+    `examples` positive / negative examples, the relations (when `relations`) and the guidelines."""
+    quoted = lambda values: ", ".join(f'"{v}"' for v in values[:examples])  # noqa: E731
+    lines = [f"Task: {task.description.strip()}", "Entity types:"]
+    for lab in task.labels:
+        lines.append(f"- {lab.name}: {lab.definition.strip()}")
+        if lab.positive_examples:
+            lines.append(f"  are {lab.name}: {quoted(lab.positive_examples)}")
+        if lab.negative_examples:
+            lines.append(f"  are NOT {lab.name}: {quoted(lab.negative_examples)}")
+    if relations and task.relations:
+        lines.append("Relations:")
+        lines += [f"- {r.name} ({r.head} -> {r.tail}): {r.definition.strip()}" for r in task.relations]
+    if task.guidelines:
+        lines.append("Guidelines:")
+        lines += [f"- {g.strip()}" for g in task.guidelines]
+    return lines
 
 
 def _first_error(err: ValidationError) -> tuple[str, str, object]:
@@ -177,26 +215,43 @@ def _entry_point_tasks() -> dict[str, TaskSpec]:
     return found
 
 
-@lru_cache(maxsize=1)
-def registry() -> dict[str, TaskSpec]:
-    """All known tasks by name: shipped files first, then entry-point plugins (which may override)."""
-    tasks = {}
+def all_versions() -> dict[str, TaskSpec]:
+    """Every known task version by versioned name (`ncbi-disease.v1`, `ncbi-disease.v2`, …).
+
+    An older version stays shipped (as `tasks/<name>.v<N>.yaml`) while committed runs were built from it, so
+    they still resume from the response cache and re-export with the exact spec that made them. Not cached:
+    only versioned look-ups (`NAME.vN`) read it; `registry()` caches the latest versions.
+    """
+    found: dict[str, TaskSpec] = {}
     for path in _builtin_files():
         spec = load_task_file(path)
-        tasks[spec.name] = spec
-    tasks.update(_entry_point_tasks())
+        found[spec.registry_name] = spec
+    for spec in _entry_point_tasks().values():  # plugins may override a shipped version
+        found[spec.registry_name] = spec
+    return found
+
+
+@lru_cache(maxsize=1)
+def registry() -> dict[str, TaskSpec]:
+    """All known tasks by plain name, each at its latest version."""
+    tasks: dict[str, TaskSpec] = {}
+    for spec in all_versions().values():
+        if spec.name not in tasks or spec.version > tasks[spec.name].version:
+            tasks[spec.name] = spec
     return tasks
 
 
 def get_task(name: str | None = None, task_file: str | Path | None = None) -> TaskSpec:
-    """Resolve `--task NAME` or `--task-file PATH`; an unknown name lists the known ones."""
+    """Resolve `--task NAME` (latest version), `--task NAME.vN` (that version) or `--task-file PATH`;
+    an unknown name lists the known ones."""
     if task_file:
         return load_task_file(task_file)
     known = registry()
-    key = (name or "").removesuffix(".v1") if name not in known else name
-    if key in known:
-        return known[key]
-    for spec in known.values():
-        if spec.registry_name == name:
-            return spec
-    raise MedsynthError(f"unknown task; known tasks: {', '.join(sorted(known))}", field="task", value=name)
+    if name in known:
+        return known[name]
+    versions = all_versions()
+    if name in versions:
+        return versions[name]
+    older = sorted(v for v, spec in versions.items() if known.get(spec.name) is not spec)
+    listed = ", ".join(sorted(known)) + (f" (older versions: {', '.join(older)})" if older else "")
+    raise MedsynthError(f"unknown task; known tasks: {listed}", field="task", value=name)

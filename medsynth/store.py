@@ -29,7 +29,43 @@ CREATE TABLE IF NOT EXISTS examples (
 """
 
 
-class RunStore:
+def open_sqlite(path: Path, schema: str, what: str) -> sqlite3.Connection:
+    """A connection in autocommit + WAL mode with `schema` applied; a damaged file is one error naming it.
+
+    WAL: readers never block the writer, and each committed transaction survives a Ctrl-C or SIGKILL.
+    check_same_thread=False: in notebooks the work runs in a worker thread (see aio.run_sync); access stays
+    serial."""
+    db = None
+    try:
+        db = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.executescript(schema)
+        return db
+    except sqlite3.DatabaseError as err:
+        if db is not None:
+            db.close()
+        raise MedsynthError(f"{what} is not a readable SQLite database ({err})", where=str(path)) from None
+
+
+class SQLiteFile:
+    """Base of the stores kept in one SQLite file (`self.db`): a context manager that closes it."""
+
+    db: sqlite3.Connection | None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if getattr(self, "db", None) is not None:
+            self.db.close()
+            self.db = None
+
+
+class RunStore(SQLiteFile):
     """SQLite store at `out_dir/store.sqlite`; use as a context manager to hold the directory lock."""
 
     def __init__(self, out_dir: Path, lock: bool = True):
@@ -40,15 +76,10 @@ class RunStore:
         if lock:
             self._acquire_lock()
         try:
-            # check_same_thread=False: in notebooks the build loop runs in a worker thread (see aio.run_sync);
-            # access stays serial.
-            self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
-            self.db.execute("PRAGMA journal_mode=WAL")
-            self.db.execute("PRAGMA synchronous=NORMAL")
-            self.db.executescript(SCHEMA)
-        except sqlite3.DatabaseError as err:
-            self.close()
-            raise MedsynthError(f"run store is not a readable SQLite database ({err})", where=str(self.path)) from None
+            self.db = open_sqlite(self.path, SCHEMA, "run store")
+        except MedsynthError:
+            self.close()  # release the lock
+            raise
 
     def _acquire_lock(self) -> None:
         self._lock_file = open(self.out_dir / ".lock", "a+")
@@ -66,16 +97,8 @@ class RunStore:
         self._lock_file.write(str(os.getpid()))
         self._lock_file.flush()
 
-    def __enter__(self) -> "RunStore":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
     def close(self) -> None:
-        if getattr(self, "db", None) is not None:
-            self.db.close()
-            self.db = None
+        super().close()
         if self._lock_file is not None:
             fcntl.flock(self._lock_file, fcntl.LOCK_UN)
             self._lock_file.close()

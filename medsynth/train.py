@@ -16,7 +16,7 @@ import random
 import time
 import warnings
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -74,9 +74,10 @@ def resolve_encoder(name: str) -> tuple[str, bool]:
     return name, False
 
 
-def load_encoder(name: str, labels: list[str]) -> tuple[Any, Any, str]:
-    """(model with a fresh classification head, fast tokenizer, resolved name). Local paths load offline."""
-    from transformers import AutoModelForTokenClassification, AutoTokenizer
+def load_pretrained(auto_class: Any, name: str, labels: list[str], fast_needed_for: str) -> tuple[Any, Any, str]:
+    """(`auto_class` model with a fresh head for `labels`, fast tokenizer, resolved name). Local paths load
+    offline; a tokenizer without offsets (not "fast") is refused, naming what needs them."""
+    from transformers import AutoTokenizer
 
     where, local = resolve_encoder(name)
     id2label = dict(enumerate(labels))
@@ -84,7 +85,7 @@ def load_encoder(name: str, labels: list[str]) -> tuple[Any, Any, str]:
     try:
         with quiet_transformers():
             tokenizer = AutoTokenizer.from_pretrained(where, local_files_only=local)
-            model = AutoModelForTokenClassification.from_pretrained(
+            model = auto_class.from_pretrained(
                 where, num_labels=len(labels), id2label=id2label, label2id=label2id, local_files_only=local
             )
     except (OSError, ValueError) as err:
@@ -93,9 +94,16 @@ def load_encoder(name: str, labels: list[str]) -> tuple[Any, Any, str]:
         ) from None
     if not getattr(tokenizer, "is_fast", False):
         raise MedsynthError(
-            "encoder has no fast tokenizer (tokenizer.json); word alignment needs one", field="model", value=name
+            f"encoder has no fast tokenizer (tokenizer.json); {fast_needed_for}", field="model", value=name
         )
     return model, tokenizer, where
+
+
+def load_encoder(name: str, labels: list[str]) -> tuple[Any, Any, str]:
+    """(token-classification model with a fresh head, fast tokenizer, resolved name). Local paths load offline."""
+    from transformers import AutoModelForTokenClassification
+
+    return load_pretrained(AutoModelForTokenClassification, name, labels, "word alignment needs one")
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -198,17 +206,23 @@ def load_splits(data_dir: Path, config: TrainConfig) -> dict[str, Any]:
     val = splits.get("validation", [])
     val_source = "validation split"
     if not val:
-        if len(train) < 2:
-            raise MedsynthError("need at least 2 training examples to carve a validation split", where=str(hf_dir))
-        order = list(range(len(train)))
-        random.Random(config.seed).shuffle(order)
-        k = max(1, round(0.1 * len(train)))
-        val = [train[i] for i in order[:k]]
-        train = [train[i] for i in sorted(order[k:])]
-        val_source = f"10% of train (seed {config.seed}), no validation split in the data"
-        notes.append(f"validation split missing or empty: held out {k} training examples instead")
+        train, val, val_source = hold_out_validation(train, config.seed, "examples", str(hf_dir))
+        notes.append(f"validation split missing or empty: held out {len(val)} training examples instead")
     return {"labels": names, "train": train, "validation": val, "val_source": val_source, "dropped": dropped,
             "notes": notes, "hf_dir": str(hf_dir)}
+
+
+def hold_out_validation(train: list, seed: int, what: str, where: str) -> tuple[list, list, str]:
+    """(train, validation, source) with a seeded 10% of `train` (at least one) held out for validation, for data
+    that has no validation split; the rest keeps its order."""
+    if len(train) < 2:
+        raise MedsynthError(f"need at least 2 training {what} to carve a validation split", where=where)
+    order = list(range(len(train)))
+    random.Random(seed).shuffle(order)
+    k = max(1, round(0.1 * len(train)))
+    val = [train[i] for i in order[:k]]
+    train = [train[i] for i in sorted(order[k:])]
+    return train, val, f"10% of train (seed {seed}), no validation split in the data"
 
 
 def encode_windows(tokenizer: Any, rows: list[dict], max_length: int, stride: int) -> tuple[list[dict], int]:
@@ -346,37 +360,38 @@ def _save(model: Any, tokenizer: Any, out_dir: Path) -> None:
             f.unlink()
 
 
-def train_ner(data_dir: Path, out_dir: Path, config: TrainConfig, progress: bool = True) -> dict:
-    """Train, keep the epoch with the best validation entity F1, save it to out_dir, and return its metrics.
+def torch_device(config: TrainConfig) -> str:
+    """Set torch's thread count and pick the device. All cores by default; OMP_NUM_THREADS wins (on a machine
+    shared with an LLM server, 1 thread is faster)."""
+    import torch
 
-    Writes model.safetensors, config.json (id2label/label2id), tokenizer files, label_map.json, model_card.md
-    and train_log.json."""
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS") or os.cpu_count() or 1))
+    return pick_device(config.device)
+
+
+def fit(
+    model: Any,
+    config: TrainConfig,
+    n_items: int,
+    make_batch: Callable[[list[int]], Any],
+    batch_loss: Callable[[Any], Any],
+    validate: Callable[[], tuple[dict, float, dict, str]],
+    progress: bool,
+    metric: str = "F1",
+) -> dict[str, Any]:
+    """The training loop shared by the NER and relation trainers; leaves the best epoch's weights in `model`.
+
+    Epochs over `n_items` training items in a seeded order (same every run, new each epoch), batches of
+    `make_batch(item indices)` and their `batch_loss(batch)`, AdamW with a linear warmup/decay schedule,
+    gradient clipping at 1.0, at least `config.min_steps` steps and at most `config.max_steps`. After each
+    epoch `validate()` gives (scores, selection score, val_* log fields, progress text); the epoch with the
+    best score is kept (ties go to the later epoch: same score, more training), and training stops early after
+    `config.patience` epochs without gain (not before min_steps). Returns {log, best (scores + score + epoch),
+    steps, step_seconds, first_loss, stopped}."""
     import torch
     from tqdm.auto import tqdm
 
-    data_dir, out_dir = Path(data_dir), Path(out_dir)
-    # All cores by default; OMP_NUM_THREADS wins (on a machine shared with an LLM server, 1 thread is faster).
-    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS") or os.cpu_count() or 1))
-    device = pick_device(config.device)
-    data = load_splits(data_dir, config)
-    labels: list[str] = data["labels"]
-    _seed_everything(config.seed)
-    model, tokenizer, encoder_path = load_encoder(config.model, labels)
-    model.to(device)
-
-    train_items, windowed_train = encode_windows(tokenizer, data["train"], config.max_length, config.stride)
-    _, windowed_val = encode_windows(tokenizer, data["validation"], config.max_length, config.stride)
-    train_items = [it for it in train_items if any(l != IGNORE for l in it["labels"])]
-    if not train_items:
-        raise MedsynthError("no trainable tokens in the train split", where=data["hf_dir"])
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    if progress and (windowed_train or windowed_val):
-        tqdm.write(
-            f"{windowed_train} train / {windowed_val} validation sentences exceed {config.max_length} subwords: "
-            "split into overlapping windows"
-        )
-
-    steps_per_epoch = (len(train_items) + config.batch_size - 1) // config.batch_size
+    steps_per_epoch = -(-n_items // config.batch_size)
     epochs = max(config.epochs, -(-config.min_steps // max(steps_per_epoch, 1)))
     total_steps = steps_per_epoch * epochs
     if config.max_steps is not None:
@@ -395,18 +410,15 @@ def train_ner(data_dir: Path, out_dir: Path, config: TrainConfig, progress: bool
     for epoch in range(1, epochs + 1):
         model.train()
         gen = torch.Generator().manual_seed(config.seed * 1000 + epoch)  # same order every run, new each epoch
-        order = torch.randperm(len(train_items), generator=gen).tolist()
+        order = torch.randperm(n_items, generator=gen).tolist()
         n_batches = min(steps_per_epoch, total_steps - step)
         bar = tqdm(total=n_batches, desc=f"epoch {epoch}/{epochs}", disable=not progress, leave=False)
         losses: list[float] = []
         t_epoch = time.perf_counter()
         for b in range(n_batches):
-            batch = collate([train_items[i] for i in order[b * config.batch_size : (b + 1) * config.batch_size]], pad_id)
+            batch = make_batch(order[b * config.batch_size : (b + 1) * config.batch_size])
             t0 = time.perf_counter()
-            logits = model(
-                input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device)
-            ).logits
-            loss = weighted_token_loss(logits, batch["labels"].to(device), batch["weights"].to(device))
+            loss = batch_loss(batch)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -419,29 +431,81 @@ def train_ner(data_dir: Path, out_dir: Path, config: TrainConfig, progress: bool
             bar.update(1)
             bar.set_postfix(loss=f"{losses[-1]:.4f}")
         bar.close()
-        scores = evaluate(model, tokenizer, labels, data["validation"], config, device)
-        entry = {
-            "epoch": epoch, "steps": step, "train_loss": sum(losses) / max(1, len(losses)),
-            "val_f1": scores["f1"], "val_precision": scores["precision"], "val_recall": scores["recall"],
-            "seconds": round(time.perf_counter() - t_epoch, 2),
-        }
+        scores, score, fields, summary = validate()
+        entry = {"epoch": epoch, "steps": step, "train_loss": sum(losses) / max(1, len(losses)), **fields,
+                 "seconds": round(time.perf_counter() - t_epoch, 2)}
         log.append(entry)
         if progress:
-            tqdm.write(f"epoch {epoch}: loss {entry['train_loss']:.4f}  val F1 {scores['f1']:.4f}")
-        improved = best is None or scores["f1"] > best["f1"]
-        if best is None or scores["f1"] >= best["f1"]:  # ties go to the later epoch: same score, more training
-            best = {**scores, "epoch": epoch}
+            tqdm.write(f"epoch {epoch}: loss {entry['train_loss']:.4f}  {summary}")
+        improved = best is None or score > best["score"]
+        if best is None or score >= best["score"]:  # ties go to the later epoch: same score, more training
+            best = {**scores, "score": score, "epoch": epoch}
             best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
         bad_epochs = 0 if improved else bad_epochs + 1
         if step >= total_steps:
             stopped = "max_steps" if config.max_steps is not None and step >= config.max_steps else "epochs"
             break
         if bad_epochs >= config.patience and step >= config.min_steps:
-            stopped = f"early stopping (no validation F1 gain in {config.patience} epochs)"
+            stopped = f"early stopping (no validation {metric} gain in {config.patience} epochs)"
             break
 
     assert best is not None and best_state is not None
     model.load_state_dict(best_state)
+    return {"log": log, "best": best, "steps": step, "step_seconds": step_seconds, "first_loss": first_loss,
+            "stopped": stopped}
+
+
+def write_model_files(out_dir: Path, label_map: dict, config: TrainConfig, log: list[dict], metrics: dict,
+                      card: str) -> None:
+    """label_map.json, train_log.json (config, epochs, metrics) and model_card.md next to the saved model."""
+    (out_dir / "label_map.json").write_text(json.dumps(label_map, indent=2) + "\n", encoding="utf-8")
+    (out_dir / "train_log.json").write_text(
+        json.dumps({"config": config.model_dump(), "epochs": log, "metrics": metrics}, indent=2) + "\n", encoding="utf-8"
+    )
+    (out_dir / "model_card.md").write_text(card, encoding="utf-8")
+
+
+def train_ner(data_dir: Path, out_dir: Path, config: TrainConfig, progress: bool = True) -> dict:
+    """Train, keep the epoch with the best validation entity F1, save it to out_dir, and return its metrics.
+
+    Writes model.safetensors, config.json (id2label/label2id), tokenizer files, label_map.json, model_card.md
+    and train_log.json."""
+    from tqdm.auto import tqdm
+
+    data_dir, out_dir = Path(data_dir), Path(out_dir)
+    device = torch_device(config)
+    data = load_splits(data_dir, config)
+    labels: list[str] = data["labels"]
+    _seed_everything(config.seed)
+    model, tokenizer, encoder_path = load_encoder(config.model, labels)
+    model.to(device)
+
+    train_items, windowed_train = encode_windows(tokenizer, data["train"], config.max_length, config.stride)
+    _, windowed_val = encode_windows(tokenizer, data["validation"], config.max_length, config.stride)
+    train_items = [it for it in train_items if any(l != IGNORE for l in it["labels"])]
+    if not train_items:
+        raise MedsynthError("no trainable tokens in the train split", where=data["hf_dir"])
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    if progress and (windowed_train or windowed_val):
+        tqdm.write(
+            f"{windowed_train} train / {windowed_val} validation sentences exceed {config.max_length} subwords: "
+            "split into overlapping windows"
+        )
+
+    def batch_loss(batch: dict[str, Any]) -> Any:
+        logits = model(
+            input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device)
+        ).logits
+        return weighted_token_loss(logits, batch["labels"].to(device), batch["weights"].to(device))
+
+    def validate() -> tuple[dict, float, dict, str]:
+        scores = evaluate(model, tokenizer, labels, data["validation"], config, device)
+        fields = {"val_f1": scores["f1"], "val_precision": scores["precision"], "val_recall": scores["recall"]}
+        return scores, scores["f1"], fields, f"val F1 {scores['f1']:.4f}"
+
+    run = fit(model, config, len(train_items), lambda idx: collate([train_items[i] for i in idx], pad_id),
+              batch_loss, validate, progress)
+    log, best, step = run["log"], run["best"], run["steps"]
     out_dir.mkdir(parents=True, exist_ok=True)
     _save(model, tokenizer, out_dir)
 
@@ -449,7 +513,8 @@ def train_ner(data_dir: Path, out_dir: Path, config: TrainConfig, progress: bool
     metrics = {
         "val_f1": best["f1"], "val_precision": best["precision"], "val_recall": best["recall"],
         "per_label": best["per_label"], "best_epoch": best["epoch"], "epochs_run": len(log), "steps": step,
-        "stopped": stopped, "sec_per_step": step_seconds / max(1, step), "first_step_loss": first_loss,
+        "stopped": run["stopped"], "sec_per_step": run["step_seconds"] / max(1, step),
+        "first_step_loss": run["first_loss"],
         "train_examples": len(data["train"]), "train_windows": len(train_items),
         "validation_examples": len(data["validation"]), "validation_source": data["val_source"],
         "windowed_train": windowed_train, "windowed_validation": windowed_val,
@@ -461,11 +526,7 @@ def train_ner(data_dir: Path, out_dir: Path, config: TrainConfig, progress: bool
         "labels": labels, "id2label": {str(i): lab for i, lab in enumerate(labels)},
         "label2id": {lab: i for i, lab in enumerate(labels)}, "max_length": config.max_length, "stride": config.stride,
     }
-    (out_dir / "label_map.json").write_text(json.dumps(label_map, indent=2) + "\n", encoding="utf-8")
-    (out_dir / "train_log.json").write_text(
-        json.dumps({"config": config.model_dump(), "epochs": log, "metrics": metrics}, indent=2) + "\n", encoding="utf-8"
-    )
-    (out_dir / "model_card.md").write_text(model_card(data_dir, config, metrics, log), encoding="utf-8")
+    write_model_files(out_dir, label_map, config, log, metrics, model_card(data_dir, config, metrics, log))
     return metrics
 
 

@@ -53,3 +53,23 @@ class Mention(BaseModel):
     label: str
     start: int | None = None
     end: int | None = None
+
+
+NO_RELATION = "none"
+
+
+class RelPair(BaseModel):
+    """One candidate (head, tail) entity pair in one sentence: the unit relation classifiers train and are
+    scored on. `pairs.jsonl` files (written by `build re` exports and by the benchmark loaders) hold one per
+    line, so the generation side and the training side share nothing but this record.
+
+    Entity labels are *task* labels (e.g. Gene, Disease); `label` is a task relation name or "none".
+    """
+
+    id: str
+    text: str
+    head: Entity
+    tail: Entity
+    label: str = NO_RELATION
+    split: str = "train"
+    meta: dict[str, Any] = Field(default_factory=dict)

@@ -26,12 +26,16 @@ from medsynth.types import Example, Mention
 MAX_PER_LABEL = 12
 
 
-def _instructions(task: TaskSpec) -> str:
+def _instructions(task: TaskSpec, guidelines: bool = False) -> str:
+    """The system message. `guidelines` adds the task's annotation guidelines (used by `build --annotate`,
+    where labels become training data); off by default so the benchmark baseline's prompt stays as it was."""
     defs = "\n".join(f"- {lab.name}: {lab.definition.strip()}" for lab in task.labels)
     keys = ", ".join(f'"{name}": [...]' for name in task.label_names)
+    rules = "".join(f"- {g.strip()}\n" for g in task.guidelines[:10]) if guidelines else ""
     return (
         "You are a biomedical named entity recognition system.\n"
         f"Entity types:\n{defs}\n"
+        + (f"Annotation guidelines:\n{rules}" if rules else "") +
         "Copy every mention of these types from the sentence exactly as written (same characters). "
         f"Answer with JSON only: {{{keys}}}; use an empty list when a type has no mention."
     )
@@ -46,8 +50,9 @@ def _answer_for(task: TaskSpec, ex: Example) -> str:
     return json.dumps({n: [e.text for e in ex.entities if e.label == n] for n in task.label_names})
 
 
-def zero_shot_messages(task: TaskSpec, text: str, shots: list[Example] | None = None) -> list[dict]:
-    msgs = [{"role": "system", "content": _instructions(task)}]
+def zero_shot_messages(task: TaskSpec, text: str, shots: list[Example] | None = None,
+                       guidelines: bool = False) -> list[dict]:
+    msgs = [{"role": "system", "content": _instructions(task, guidelines)}]
     for ex in shots or []:
         msgs += [{"role": "user", "content": f"Sentence: {ex.text}"},
                  {"role": "assistant", "content": _answer_for(task, ex)}]

@@ -138,3 +138,12 @@ def test_cli_unknown_dataset_lists_known(capsys):
     assert main(["bench", "ner", "--dataset", "nope", "--report-only"]) == 2
     err = capsys.readouterr().err
     assert "ncbi-disease" in err and "bc5cdr-chem" in err and len(err.strip().splitlines()) == 1
+
+
+def test_model_labels_map_through_the_task_mapping_or_stay_corpus_labels():
+    from medsynth.bench import model_mapping
+
+    mapping = {"Chemical": "Chemical", "Drug": "Chemical"}  # task → corpus; the task's Disease is out of scope
+    assert model_mapping(["Chemical", "Disease", "Drug"], mapping) == {"Chemical": "Chemical", "Drug": "Chemical"}
+    assert model_mapping(["Chemical"], {"Medication": "Chemical"}) == {"Chemical": "Chemical"}  # a supervised model
+    assert model_mapping(["Gene"], mapping) == {}

@@ -15,25 +15,17 @@ import pytest
 
 from medsynth.cli import main
 from tests.fake_generator import answer
+from tests.helpers import build_with_double, cache_env, data_rows  # noqa: F401 (cache_env: fixture)
 from tests.llm_double import LLMDouble
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.fixture()
-def cache_env(tmp_path, monkeypatch):
-    monkeypatch.setenv("MEDSYNTH_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
-    return tmp_path
-
-
 def _build(double: LLMDouble, out: Path, n: int, *extra: str) -> int:
-    return main(["build", "ner", "--n", str(n), "--out", str(out), "--base-url", double.base_url,
-                 "--model", "double-model", "--no-progress", *extra])
+    return build_with_double("ner", double, out, n, *extra)
 
 
-def _rows(out: Path) -> list[dict]:
-    return [json.loads(x) for x in (out / "data.jsonl").read_text().splitlines()]
+_rows = data_rows
 
 
 def test_build_writes_a_checked_dataset(cache_env):

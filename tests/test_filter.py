@@ -71,3 +71,23 @@ def test_abbreviations_after_a_mention_are_labelled_with_it():
     assert all(text[e.start:e.end] == e.text for e in ents)
     ents, added = complete_abbreviations("Gout (n = 3) flared.", [_ent("Gout (n = 3) flared.", "Gout", "Disease")])
     assert added == 0
+
+
+def test_planned_distractors_labelled_by_the_llm_are_dropped():
+    text = "Heart failure was not linked to the GENE7 locus in probands."
+    plan = _plan(("heart failure", "Disease"))
+    plan.distractors = [Mention(text="GENE7", label="gene"), Mention(text="Probands", label="population")]
+    ents = [_ent(text, "Heart failure", "Disease"), _ent(text, "GENE7", "Disease"), _ent(text, "probands", "Disease")]
+    res = check_example(text, ents, _task(), plan)
+    assert res.kept and res.repairs["distractor_dropped"] == 2
+    assert [e.text for e in res.entities] == ["Heart failure"]
+
+
+def test_label_names_leaking_into_the_text_or_the_mentions_are_caught():
+    leaked = "Digoxin (Chemical) toxicity was reported in heart failure."
+    res = check_example(leaked, [_ent(leaked, "Digoxin", "Chemical")], _task(), _plan(("digoxin", "Chemical")))
+    assert not res.kept and res.reason == "label_in_text"
+    text = "Digoxin toxicity was reported in heart failure, a Chemical concern."
+    res = check_example(text, [_ent(text, "Digoxin", "Chemical"), _ent(text, "Chemical", "Chemical")], _task(),
+                        _plan(("digoxin", "Chemical")))
+    assert res.kept and res.repairs["label_name_dropped"] == 1 and "Chemical" not in [e.text for e in res.entities]

@@ -11,21 +11,14 @@ import pytest
 from pydantic import SecretStr
 
 from medsynth.errors import EndpointError, MedsynthError
-from medsynth.llm import LLMClient, LLMConfig, ResponseCache, endpoint_from_env, forget_endpoint_modes
+from medsynth.llm import LLMClient, LLMConfig, ResponseCache, endpoint_from_env
+from tests.helpers import fresh_endpoint_modes  # noqa: F401 (autouse fixture)
 from tests.llm_double import Fault, LLMDouble, Raw, Script, closed_port
 
 SCHEMA = {"type": "object", "properties": {"label": {"type": "string", "enum": ["Disease", "Chemical"]}},
           "required": ["label"]}
 MESSAGES = [{"role": "system", "content": "You write labelled sentences."},
             {"role": "user", "content": "Write one sentence now."}]
-
-
-@pytest.fixture(autouse=True)
-def _fresh_mode_memory(monkeypatch):
-    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
-    forget_endpoint_modes()
-    yield
-    forget_endpoint_modes()
 
 
 def make_client(double: LLMDouble, cache: ResponseCache | None = None, **overrides) -> LLMClient:

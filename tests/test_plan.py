@@ -62,3 +62,38 @@ def test_reference_stats_steer_the_mix():
     plans = [make_plan(task, s, 13, stats) for s in range(100)]
     assert all(len(p.targets) == 1 for p in plans)
     assert Counter(t.label for p in plans for t in p.targets)["Disease"] >= 99
+
+
+def _with_distractors(rate: float) -> TaskSpec:
+    return _task(distractor_rate=rate, distractors=[
+        {"name": "gene", "note": "a gene symbol, never a Disease", "terms": [f"GENE{i}" for i in range(12)]},
+        {"name": "population", "note": "a group of people", "terms": ["probands", "healthy controls"]}])
+
+
+def test_distractors_leave_targets_untouched_and_follow_the_rate():
+    plain, with_d = _task(), _with_distractors(0.5)
+    plans = [make_plan(with_d, i, 13) for i in range(400)]
+    # Hard negatives come from their own random stream: the labelled part of every plan is unchanged.
+    assert [p.targets for p in plans] == [make_plan(plain, i, 13).targets for i in range(400)]
+    assert all(not make_plan(plain, i, 13).distractors for i in range(50))
+    share = sum(bool(p.distractors) for p in plans) / len(plans)
+    assert 0.4 < share < 0.6
+    groups = Counter(p.distractors[0].label for p in plans if p.distractors)
+    assert set(groups) == {"gene", "population"}
+    for p in plans:
+        assert len(p.distractors) <= 1
+        for d in p.distractors:
+            group = next(g for g in with_d.distractors if g.name == d.label)
+            assert d.text in group.terms and d.text.lower() not in {t.text.lower() for t in p.targets}
+    assert not any(make_plan(_with_distractors(0.0), i, 13).distractors for i in range(100))
+
+
+def test_distractors_reach_the_prompt_but_not_the_ner_prompt_hash():
+    from medsynth import prompt
+
+    with_d = _with_distractors(1.0)
+    plan = make_plan(with_d, 3, 13)
+    text = prompt.user_prompt(plan)
+    assert f'"{plan.distractors[0].text}"' in text and "NOT an entity" in text
+    assert "NOT an entity" not in prompt.user_prompt(make_plan(_task(), 3, 13))
+    assert prompt.prompt_hash(with_d, "json") == prompt.prompt_hash(_task(distractor_rate=0.0), "json")

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from medsynth.errors import MedsynthError
 from medsynth.spec import TaskSpec, get_task, load_task_file, registry
 
 TASKS_DIR = Path(__file__).resolve().parents[1] / "tasks"
@@ -152,3 +153,15 @@ def test_entry_point_plugins_register_tasks(monkeypatch, tmp_path):
             spec.registry()
     finally:
         spec.registry.cache_clear()
+
+
+def test_older_task_versions_stay_resolvable() -> None:
+    """A committed run built from v1 must re-export and resume with v1 after the file moves to v2."""
+    registry.cache_clear()
+    latest, v1 = get_task("ncbi-disease"), get_task("ncbi-disease.v1")
+    assert latest.version >= 2 and v1.version == 1 and latest.name == v1.name == "ncbi-disease"
+    assert latest.distractors and not v1.distractors
+    assert latest.lexicon == v1.lexicon  # v2 only adds hard negatives
+    assert get_task(latest.registry_name) == latest
+    with pytest.raises(MedsynthError, match=r"older versions: .*ncbi-disease\.v1"):
+        get_task("ncbi-disease.v9")
