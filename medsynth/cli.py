@@ -1,4 +1,4 @@
-"""Command line: `python -m medsynth {build,tasks,train,predict,bench} ...`.
+"""Command line: `python -m medsynth {tasks,build,export,judge,report,train,predict,bench,distill} ...`.
 
 User mistakes (MedsynthError) print one line to stderr and exit non-zero; Ctrl-C says how to resume. Nothing
 here does the work itself: each command parses options and calls the module for its step.

@@ -348,14 +348,14 @@ def test_build_chat_on_the_tiny_local_llm(tmp_path):
     root = Path(__file__).resolve().parent.parent
     env = {**os.environ, "MEDSYNTH_CACHE_DIR": str(tmp_path / "cache"), "PYTHONPATH": str(root),
            "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "medsynth", "build", "chat", "--llm", "tiny", "--n", "2", "--max-turns", "1",
+    cmd = [sys.executable, "-m", "medsynth", "build", "chat", "--llm", "tiny", "--n", "1", "--max-turns", "1",
            "--max-tokens", "48", "--threads", "1", "--out", str(tmp_path / "out"), "--no-progress"]
-    first = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+    first = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
     assert first.returncode == 0, first.stderr[-2000:]
     rows = _rows(tmp_path / "out")
-    assert len(rows) == 2 and all(r["messages"][0]["role"] == "user" and r["messages"][-1]["role"] == "assistant"
+    assert len(rows) == 1 and all(r["messages"][0]["role"] == "user" and r["messages"][-1]["role"] == "assistant"
                                   for r in rows)
     stats = json.loads((tmp_path / "out" / "stats.json").read_text())
-    assert stats["model"].lower().startswith("smollm2") and stats["llm_calls"] >= 4
+    assert stats["model"].lower().startswith("smollm2") and stats["llm_calls"] >= 2
     again = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env)
     assert again.returncode == 0 and json.loads((tmp_path / "out" / "stats.json").read_text())["llm_calls"] == 0
