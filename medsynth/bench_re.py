@@ -231,6 +231,13 @@ def _ordered(results: dict) -> list[str]:
     return sorted(results, key=lambda k: (order.get(k, 5), k))
 
 
+def _fold_cell(f: dict) -> str:
+    """Mean ± sd over folds; a single fold has no spread to report, so it says so instead of "± 0.0"."""
+    if len(f["per_fold"]) < 2:
+        return f"{100 * f['f1']['mean']:.1f} (1 fold, no sd)"
+    return f"{100 * f['f1']['mean']:.1f} ± {100 * f['f1']['sd']:.1f}"
+
+
 def _speed(meta: dict) -> object:
     return meta.get("pairs_per_second", "")
 
@@ -268,8 +275,7 @@ def _table(results: dict, title: str) -> str:
                f"{100 * r['ci']['f1'][0]:.1f}–{100 * r['ci']['f1'][1]:.1f} |")
         if any_folds:
             f = r.get("folds")
-            row += (f" {100 * f['f1']['mean']:.1f} ± {100 * f['f1']['sd']:.1f} | {','.join(f['per_fold'])} |" if f
-                    else " | |")
+            row += (f" {_fold_cell(f)} | {','.join(f['per_fold'])} |" if f else " | |")
         row += f" {100 * r['macro_f1']:.1f} | {r['n_pairs']} | {_speed(m)} | {m.get('llm_tokens', '')} |"
         lines.append(row)
     labels = sorted({lab for r in results.values() for lab in r["per_label"]})
