@@ -31,6 +31,7 @@ from pathlib import Path
 from medsynth.align import AlignConfig, align
 from medsynth.errors import MedsynthError
 from medsynth.filter import check_annotation
+from medsynth.jsonl import decode_utf8
 from medsynth.llm.client import LLMClient, LLMResponse
 from medsynth.spec import TaskSpec
 from medsynth.types import Entity
@@ -72,16 +73,6 @@ def _read_bytes(path: Path) -> bytes:
                             where=str(path)) from None
 
 
-def _decode(path: Path, data: bytes) -> str:
-    """UTF-8 (a leading BOM is dropped); the error names the line and byte of the first bad sequence."""
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as err:
-        line = data.count(b"\n", 0, err.start) + 1
-        raise MedsynthError(f"not UTF-8 text (byte {err.start})", where=f"{path}:{line}",
-                            value=data[err.start:err.end]) from None
-
-
 def _plain_texts(content: str) -> list[SourceText]:
     return [SourceText(i, ln.strip()) for i, ln in enumerate(content.split("\n"), start=1) if ln.strip()]
 
@@ -111,7 +102,7 @@ def read_corpus(path: str | Path) -> Corpus:
     touches what an earlier run stored."""
     p = Path(path)
     data = _read_bytes(p)
-    content = _decode(p, data)
+    content = decode_utf8(p, data, bom=True)
     texts = _jsonl_texts(p, content) if p.suffix.lower() == ".jsonl" else _plain_texts(content)
     if not texts:
         raise MedsynthError("annotate input holds no text (expected one text per line, or .jsonl with \"text\")",

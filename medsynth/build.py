@@ -8,23 +8,20 @@ interrupted run resumes where it stopped, and a larger `--n` only adds slots.
 
 from __future__ import annotations
 
-import asyncio
 import json
-import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
 from pydantic import BaseModel, ConfigDict, Field
-from tqdm import tqdm
 
 from medsynth import annotate as annotating
 from medsynth import prompt as prompting
 from medsynth.aio import run_sync
 from medsynth.align import AlignConfig, align
-from medsynth.errors import EndpointError, MedsynthError
+from medsynth.errors import MedsynthError
 from medsynth.export import export_all
 from medsynth.filter import check_example, normalize_text
 from medsynth.llm.client import LLMClient
@@ -32,6 +29,7 @@ from medsynth.parse import parse_answer
 from medsynth.plan import Plan, PlanStats, make_plan
 from medsynth.quality.curate import CurateConfig, curate
 from medsynth.relate import relate
+from medsynth.slots import Outcome, run_slots
 from medsynth.spec import TaskSpec
 from medsynth.store import RunStore
 from medsynth.types import Example
@@ -57,19 +55,6 @@ class BuildConfig(BaseModel):
                                   "generating (annotate mode, see annotate.py); n caps how many")
     curate: CurateConfig = Field(default_factory=CurateConfig)
     progress: bool = True
-
-
-@dataclass
-class Outcome:
-    slot: int
-    status: str  # kept | rejected | failed
-    reason: str | None = None
-    example: Example | None = None
-    norm: str | None = None
-    repairs: Counter = field(default_factory=Counter)
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    error: str | None = None
 
 
 @dataclass
@@ -187,11 +172,6 @@ class Builder:
                 out.norm = normalize_text(src.text)
         return out
 
-    def _wants_more(self, kept: int, in_flight: int) -> bool:
-        """Generation runs until n examples are kept; annotate mode until every text slot is done (a rejected
-        text does not make another text appear), which `slot_limit` bounds."""
-        return self.annotator is not None or kept + in_flight < self.cfg.n
-
     async def run_slot(self, slot: int) -> Outcome:
         cfg = self.cfg
         if self.annotator is not None:
@@ -223,65 +203,11 @@ class Builder:
         return out
 
     async def run(self, store: RunStore) -> dict:
-        cfg = self.cfg
-        t0 = time.monotonic()
-        done = store.done_slots()
-        kept = store.count_examples()
-        cap = max(int(cfg.n * cfg.max_request_factor), cfg.n + 20)
-        in_flight: dict[asyncio.Task, int] = {}
-        next_slot, failures, consecutive = 0, Counter(), 0
-        initial = min(kept, cfg.n) if self.slot_limit is None else sum(1 for s in done if s < self.slot_limit)
-        bar = tqdm(total=self.slot_limit or cfg.n, initial=initial, desc=f"build {cfg.task.name}", unit="ex",
-                   disable=not cfg.progress, dynamic_ncols=True)
-        stop_reason = None
-        try:
-            while True:
-                width = max(1, self.client.config.concurrency)
-                while self._wants_more(kept, len(in_flight)) and len(in_flight) < width:
-                    while next_slot in done:
-                        next_slot += 1
-                    if self.slot_limit is not None and next_slot >= self.slot_limit:
-                        break
-                    if self.slot_limit is None and len(done) + len(in_flight) >= cap:
-                        stop_reason = stop_reason or "request_cap"
-                        break
-                    in_flight[asyncio.ensure_future(self.run_slot(next_slot))] = next_slot
-                    next_slot += 1
-                if not in_flight:
-                    break
-                finished, _ = await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
-                for task in finished:
-                    slot = in_flight.pop(task)
-                    out = task.result()
-                    if out.status == "failed":
-                        failures[out.error or "?"] += 1
-                        consecutive += 1
-                        next_slot = min(next_slot, slot)  # retry this slot later
-                        if consecutive >= cfg.max_endpoint_failures:
-                            if not (self.on_endpoint_failure and self.on_endpoint_failure()):
-                                raise EndpointError(f"{consecutive} requests in a row failed (last: {out.error}); "
-                                                    f"{kept} examples are kept in {store.path} — re-run to resume")
-                            consecutive = 0
-                        continue
-                    consecutive = 0
-                    status = store.record(slot, status=out.status, reason=out.reason, repairs=out.repairs,
-                                          prompt_tokens=out.prompt_tokens, completion_tokens=out.completion_tokens,
-                                          example=out.example, norm=out.norm)
-                    done.add(slot)
-                    if status == "kept":
-                        kept += 1
-                        bar.update(1 if kept <= cfg.n and self.annotator is None else 0)
-                    if self.annotator is not None:
-                        bar.update(1)  # annotate: progress is texts done, kept or not
-                    s = self.client.stats
-                    bar.set_postfix(req=len(done), rej=len(done) - kept, calls=s.llm_calls,
-                                    tok=s.prompt_tokens + s.completion_tokens, refresh=False)
-        finally:
-            for task in in_flight:
-                task.cancel()
-            bar.close()
-        return {"seconds": round(time.monotonic() - t0, 2), "endpoint_failures": dict(failures),
-                "stopped": stop_reason if kept < cfg.n else None}
+        """Run slots until n examples are kept; annotate mode until every text slot is done (a rejected text
+        does not make another text appear), which `slot_limit` bounds."""
+        return await run_slots(self.cfg, self.client, store, self.run_slot, desc=f"build {self.cfg.task.name}",
+                               unit="ex", noun="examples", on_endpoint_failure=self.on_endpoint_failure,
+                               slot_limit=self.slot_limit)
 
 
 def finish(store: RunStore, cfg: BuildConfig, identity: dict, run_info: dict, llm_stats: dict) -> dict:

@@ -13,10 +13,11 @@ from typing import Iterable, Iterator
 from medsynth.errors import MedsynthError
 
 
-def decode_utf8(path: str | Path, raw: bytes) -> str:
-    """`raw` as UTF-8; bad bytes are one error naming FILE:LINE and the bytes."""
+def decode_utf8(path: str | Path, raw: bytes, bom: bool = False) -> str:
+    """`raw` as UTF-8 (with `bom`, a leading byte-order mark is dropped); bad bytes are one error naming
+    FILE:LINE and the bytes."""
     try:
-        return raw.decode("utf-8")
+        return raw.decode("utf-8-sig" if bom else "utf-8")
     except UnicodeDecodeError as err:
         line = raw.count(b"\n", 0, err.start) + 1
         raise MedsynthError(f"not UTF-8 text (byte {err.start})", where=f"{path}:{line}",

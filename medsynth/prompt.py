@@ -133,6 +133,17 @@ def messages(task: TaskSpec, plan: Plan, fmt: OutputFormat = "json") -> list[dic
     ]
 
 
+def _entity_schema(task: TaskSpec) -> dict:
+    return {
+        "type": "object",
+        "properties": {
+            "text": {"type": "string", "minLength": 1, "maxLength": 120},
+            "label": {"type": "string", "enum": task.label_names},
+        },
+        "required": ["text", "label"],
+    }
+
+
 def schema(task: TaskSpec, plan: Plan, fmt: OutputFormat = "json") -> dict:
     """JSON schema for the answer; on llama.cpp it becomes a grammar, so the shape is guaranteed."""
     text = {"type": "string", "minLength": 10, "maxLength": 600}
@@ -141,14 +152,7 @@ def schema(task: TaskSpec, plan: Plan, fmt: OutputFormat = "json") -> dict:
     if task.kind == "re":
         return _re_schema(task, plan, text)
     n = len(plan.targets)
-    entity = {
-        "type": "object",
-        "properties": {
-            "text": {"type": "string", "minLength": 1, "maxLength": 120},
-            "label": {"type": "string", "enum": task.label_names},
-        },
-        "required": ["text", "label"],
-    }
+    entity = _entity_schema(task)
     # Without minItems this model tends to list a single entity; maxItems bounds runaway lists.
     entities = {"type": "array", "items": entity, "minItems": n, "maxItems": n + 4}
     return {"type": "object", "properties": {"text": text, "entities": entities}, "required": ["text", "entities"]}
@@ -157,14 +161,7 @@ def schema(task: TaskSpec, plan: Plan, fmt: OutputFormat = "json") -> dict:
 def _re_schema(task: TaskSpec, plan: Plan, text: dict) -> dict:
     """The NER schema plus a relations array whose labels are an enum of the task's relation names; a
     positive plan needs at least one relation (a grammar cannot force *which* pair, the validator checks)."""
-    entity = {
-        "type": "object",
-        "properties": {
-            "text": {"type": "string", "minLength": 1, "maxLength": 120},
-            "label": {"type": "string", "enum": task.label_names},
-        },
-        "required": ["text", "label"],
-    }
+    entity = _entity_schema(task)
     arg = {"type": "string", "minLength": 1, "maxLength": 120}
     relation = {
         "type": "object",

@@ -15,20 +15,14 @@ from medsynth.plan import PlanStats, make_plan, word_window
 from medsynth.reference import reference_stats
 from medsynth.spec import TaskSpec, get_task
 from tests.fake_generator import answer
+from tests.test_plan import _task as plan_task
 from tests.llm_double import LLMDouble
 
 
 def _task(**kw) -> TaskSpec:
-    data = dict(
-        name="toy", description="biomedical", labels=[
-            {"name": "Disease", "definition": "a disease"}, {"name": "Chemical", "definition": "a chemical"}],
-        styles=[{"name": "abstract", "description": "abstract", "weight": 3, "min_words": 10, "max_words": 20},
-                {"name": "note", "description": "clinical note", "weight": 1, "min_words": 8, "max_words": 15}],
-        lexicon={"Disease": [f"disease{i}" for i in range(60)], "Chemical": [f"chem{i}" for i in range(40)]},
-        mentions_per_sentence=(1, 3), empty_fraction=0.1,
-    )
-    data.update(kw)
-    return TaskSpec.model_validate(data)
+    """test_plan's toy task with longer lexicons (reference matching draws many slots)."""
+    lexicon = {"Disease": [f"disease{i}" for i in range(60)], "Chemical": [f"chem{i}" for i in range(40)]}
+    return plan_task(**{"lexicon": lexicon, **kw})
 
 
 def _example(n_words: int, labels: list[str]) -> dict:

@@ -9,25 +9,23 @@ response cache. Slots run until `n` dialogues are kept; the dataset is the first
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import time
-from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
 from pydantic import BaseModel, ConfigDict, Field
-from tqdm import tqdm
 
 from medsynth.aio import run_sync
 from medsynth.chat import topics as T
 from medsynth.chat.transcript import (AI_TAG, HUMAN_TAG, PRIMER, TAGS, CleanResult, Speaker, Turn, clean_turns,
                                       continuation, is_end, render)
-from medsynth.errors import EndpointError, MedsynthError
+from medsynth.errors import MedsynthError
 from medsynth.llm.client import LLMClient
+from medsynth.slots import Outcome, record, run_slots
 from medsynth.store import RunStore
 from medsynth.types import Example
 
@@ -68,17 +66,8 @@ class ChatConfig(BaseModel):
 
 
 @dataclass
-class ChatOutcome:
-    slot: int
-    status: str  # kept | rejected | failed
-    reason: str | None = None
-    example: Example | None = None
-    norm: str | None = None
-    repairs: Counter = field(default_factory=Counter)
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    error: str | None = None
-    topic_key: str | None = None
+class ChatOutcome(Outcome):
+    topic_key: str | None = None  # the proposed topic this slot claimed, given back unless kept
 
 
 def prompt_hash() -> str:
@@ -235,9 +224,7 @@ class ChatBuilder:
                 self.by_cell.setdefault(cell, []).append(ex.meta["topic"])
 
     def _commit(self, store: RunStore, out: ChatOutcome) -> str:
-        status = store.record(out.slot, status=out.status, reason=out.reason, repairs=out.repairs,
-                              prompt_tokens=out.prompt_tokens, completion_tokens=out.completion_tokens,
-                              example=out.example, norm=out.norm)
+        status = record(store, out)
         if status == "kept" and out.example is not None:
             meta = out.example.meta
             if meta["source"] == "proposed":
@@ -247,57 +234,11 @@ class ChatBuilder:
         return status
 
     async def run(self, store: RunStore) -> dict:
-        cfg = self.cfg
         t0 = time.monotonic()
         self._load_claims(store)
-        done = store.done_slots()
-        kept = store.count_examples()
-        cap = max(int(cfg.n * cfg.max_request_factor), cfg.n + 20)
-        in_flight: dict[asyncio.Task, int] = {}
-        next_slot, failures, consecutive, stop_reason = 0, Counter(), 0, None
-        bar = tqdm(total=cfg.n, initial=min(kept, cfg.n), desc="build chat", unit="dlg", disable=not cfg.progress,
-                   dynamic_ncols=True)
-        try:
-            while True:
-                while kept + len(in_flight) < cfg.n and len(in_flight) < max(1, self.client.config.concurrency):
-                    while next_slot in done or next_slot in in_flight.values():
-                        next_slot += 1
-                    if len(done) + len(in_flight) >= cap:
-                        stop_reason = stop_reason or "request_cap"
-                        break
-                    in_flight[asyncio.ensure_future(self.run_slot(next_slot))] = next_slot
-                    next_slot += 1
-                if not in_flight:
-                    break
-                finished, _ = await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
-                for task in finished:
-                    slot = in_flight.pop(task)
-                    out = task.result()
-                    if out.status == "failed":
-                        self._release(out)
-                        failures[out.error or "?"] += 1
-                        consecutive += 1
-                        next_slot = min(next_slot, slot)  # retry this slot later (its calls are cached)
-                        if consecutive >= cfg.max_endpoint_failures:
-                            if not (self.on_endpoint_failure and self.on_endpoint_failure()):
-                                raise EndpointError(f"{consecutive} requests in a row failed (last: {out.error}); "
-                                                    f"{kept} dialogues are kept in {store.path} — re-run to resume")
-                            consecutive = 0
-                        continue
-                    consecutive = 0
-                    done.add(slot)
-                    if self._commit(store, out) == "kept":
-                        kept += 1
-                        bar.update(1 if kept <= cfg.n else 0)
-                    s = self.client.stats
-                    bar.set_postfix(req=len(done), rej=len(done) - kept, calls=s.llm_calls,
-                                    tok=s.prompt_tokens + s.completion_tokens, refresh=False)
-        finally:
-            for task in in_flight:
-                task.cancel()
-            bar.close()
-        return {"seconds": round(time.monotonic() - t0, 2), "endpoint_failures": dict(failures),
-                "stopped": stop_reason if kept < cfg.n else None}
+        return await run_slots(self.cfg, self.client, store, self.run_slot, desc="build chat", unit="dlg",
+                               noun="dialogues", on_endpoint_failure=self.on_endpoint_failure,
+                               commit=lambda out: self._commit(store, out), on_failed=self._release, t0=t0)
 
 
 # ---------------------------------------------------------------------------------------------------------------
