@@ -67,6 +67,16 @@ def cmd_tasks(args: argparse.Namespace) -> int:
     return 0
 
 
+def generate_or_export(args: argparse.Namespace, out: Path, cfg, already_built, export_existing, run) -> dict:
+    """The shared tail of every `build` kind: re-export a finished run without starting any LLM, else open the
+    LLM session (restartable local server) and run the build; returns the build's stats."""
+    out.mkdir(parents=True, exist_ok=True)
+    if already_built(cfg) and args.base_url is None:
+        return export_existing(cfg)  # nothing to generate: no need to start the local LLM at all
+    with _session(args, log_dir=out) as session:
+        return run(cfg, session.client, session.model_name, session.restart)
+
+
 def cmd_build(args: argparse.Namespace) -> int:
     from medsynth.build import BuildConfig, already_built, export_existing, run_build
     from medsynth.spec import get_task
@@ -92,12 +102,7 @@ def cmd_build(args: argparse.Namespace) -> int:
         cfg = _annotate_config(cfg, args)
     if args.reference:
         cfg = _reference_config(cfg, args)
-    out.mkdir(parents=True, exist_ok=True)
-    if already_built(cfg) and args.base_url is None:
-        stats = export_existing(cfg)  # nothing to generate: no need to start the local LLM at all
-    else:
-        with _session(args, log_dir=out) as session:
-            stats = run_build(cfg, session.client, session.model_name, session.restart)
+    stats = generate_or_export(args, out, cfg, already_built, export_existing, run_build)
     print(f"kept {stats['kept']}/{stats['requested']} examples in {out} "
           f"({stats['rejected']} rejected; {stats['llm_calls']} LLM calls, {stats['cache_hits']} cache hits)")
     return 0
