@@ -53,12 +53,25 @@ class BenchConfig(BenchBase):
     label_map: dict[str, str] | None = None
 
 
+def weighting_suffix(train: TrainConfig) -> str:
+    """How judge scores were used, as a name suffix: `-min4` (hard threshold), `-weighted` (soft weights).
+    Part of the system (and model folder) name, so one judged dataset can be benchmarked all three ways."""
+    suffix = f"-min{train.min_score:g}" if train.min_score is not None else ""
+    return suffix + ("-weighted" if train.use_weights else "")
+
+
 def system_name(kind: str, cfg: BenchConfig, train_data: Path | None = None) -> str:
     if kind == "zero-shot" and cfg.shots:
         return f"{cfg.shots}-shot"
-    if kind == "synthetic" and train_data is not None and len(cfg.train_data) > 1:
-        return f"synthetic-{train_data.name}"
+    if kind == "synthetic":
+        base = f"synthetic-{train_data.name}" if train_data is not None and len(cfg.train_data) > 1 else kind
+        return base + weighting_suffix(cfg.train)
     return kind
+
+
+def unweighted(cfg: BenchConfig) -> BenchConfig:
+    """The config for the supervised upper bound: judge-score options concern generated data only."""
+    return cfg.model_copy(update={"train": cfg.train.model_copy(update={"min_score": None, "use_weights": False})})
 
 
 def _write_rows(path: Path, rows: list[dict], meta: dict) -> None:
@@ -141,6 +154,7 @@ def _small_model_system(name: str, data_dir: Path, cfg: BenchConfig, test: list[
     model_labels = sorted({t[2:] for t in predictor.id2label.values() if t != "O"})
     mapped = [corpora.map_tags(t, model_mapping(model_labels, mapping)) for t in tags]
     meta = {"system": name, "train_data": str(data_dir), "model_dir": str(model_dir), "encoder": cfg.train.model,
+            "min_score": cfg.train.min_score, "use_weights": cfg.train.use_weights,
             "train_seconds": round(train_seconds, 1), "predict_seconds": round(seconds, 3),
             "sentences_per_second": round(len(test) / max(seconds, 1e-9), 2), "llm_tokens": 0,
             "model_labels": model_labels}
@@ -207,7 +221,7 @@ def run_bench(cfg: BenchConfig, llm_session: Callable[[], ContextManager] | None
                 _write_rows(pred_dir / f"{name}.jsonl", rows, meta)
         else:
             data = supervised_data(cfg, cfg.out / "work")
-            rows, meta = _small_model_system("supervised", data, cfg, test, mapping)
+            rows, meta = _small_model_system("supervised", data, unweighted(cfg), test, mapping)
             _write_rows(pred_dir / "supervised.jsonl", rows, meta)
     return report(cfg.out, title=f"{cfg.task.name} on {cfg.dataset}")
 

@@ -141,6 +141,12 @@ def _train_config(args: argparse.Namespace):
     return TrainConfig(**{k: v for k, v in fields.items() if v is not None})
 
 
+def _add_weighting_options(p: argparse.ArgumentParser) -> None:
+    """Judge-score controls (NER): a hard threshold or soft loss weights, for `train` and `bench`'s synthetic models."""
+    p.add_argument("--min-score", type=float, default=None, help="drop examples whose judge score is below this")
+    p.add_argument("--use-weights", action="store_true", help="weight the loss by each example's weight (score/5)")
+
+
 def _add_train_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("small model")
     g.add_argument("--encoder", default=None, help="minilm (packaged MiniLM-L6, default) or any HF path or id")
@@ -304,8 +310,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--backend", choices=["transformers", "spacy"], default="transformers",
                    help="transformers (default: fine-tune an encoder) or spacy (tok2vec+ner from the DocBins)")
     t.add_argument("--seed", type=int, default=None)
-    t.add_argument("--min-score", type=float, default=None, help="drop examples whose judge score is below this")
-    t.add_argument("--use-weights", action="store_true", help="weight the loss by each example's weight")
+    _add_weighting_options(t)
     t.add_argument("--no-progress", action="store_true")
     _add_train_options(t)
     t.set_defaults(func=cmd_train)
@@ -331,6 +336,7 @@ def build_parser() -> argparse.ArgumentParser:
     be.add_argument("--shots", type=int, default=0, help="k-shot LLM baseline with examples from --train-data")
     be.add_argument("--out", default=None, help="results folder (default benchmarks/results/KIND-DATASET)")
     be.add_argument("--seed", type=int, default=13)
+    _add_weighting_options(be)
     be.add_argument("--retrain", action="store_true", help="train again even if a model is saved")
     be.add_argument("--report-only", action="store_true", help="recompute tables from stored predictions")
     be.add_argument("--no-progress", action="store_true")

@@ -20,13 +20,17 @@ def re_config(args: argparse.Namespace):
     return REConfig(**{k: v for k, v in fields.items() if v is not None})
 
 
+def _ner_only_weighting(args: argparse.Namespace) -> None:
+    if args.min_score is not None or args.use_weights:
+        raise UsageError("--min-score and --use-weights apply to NER training only")
+
+
 def train_command(args: argparse.Namespace) -> int:
     from medsynth.train_re import train_re
 
     if args.backend != "transformers":
         raise UsageError("--task re trains with the transformers backend only", field="--backend", value=args.backend)
-    if args.min_score is not None or args.use_weights:
-        raise UsageError("--min-score and --use-weights apply to NER training only")
+    _ner_only_weighting(args)
     out = Path(args.out if args.out != "models/ner" else "models/re")
     metrics = train_re(Path(args.data), out, re_config(args), progress=not args.no_progress)
     print(f"saved relation model to {out} (validation F1 {100 * metrics['val_f1']:.1f}, "
@@ -49,6 +53,7 @@ def bench_command(args: argparse.Namespace, session: Callable[[Path], ContextMan
     from medsynth.corpora_re import DEFAULT_TASK, list_re_datasets
     from medsynth.spec import get_task
 
+    _ner_only_weighting(args)
     if args.dataset not in list_re_datasets():
         raise UsageError(f"unknown dataset; known datasets: {', '.join(list_re_datasets())}", field="--dataset",
                          value=args.dataset)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from medsynth.bench import BenchConfig, report, run_bench
+from medsynth.bench import BenchConfig, report, run_bench, system_name
 from medsynth.errors import MedsynthError
 from medsynth.export import export_all
 from medsynth.spec import get_task
@@ -107,6 +107,27 @@ def test_limit_takes_a_fixed_sample(tmp_path, data_dir, synthetic):
                       train=TrainConfig(max_steps=2, batch_size=8, epochs=1))
     res = run_bench(cfg)
     assert res["synthetic"]["n_sentences"] == 5
+
+
+def test_judge_weighting_names_the_synthetic_system_and_spares_the_supervised_one(tmp_path, data_dir, synthetic):
+    cfg = BenchConfig(task=get_task("ncbi-disease"), dataset="ncbi-disease", systems=["synthetic", "supervised"],
+                      out=tmp_path / "b", data_dir=data_dir, train_data=[synthetic], limit=5, progress=False,
+                      train=TrainConfig(max_steps=1, batch_size=8, epochs=1, use_weights=True))
+    res = run_bench(cfg)
+    assert set(res) == {"synthetic-weighted", "supervised"}
+    assert res["synthetic-weighted"]["meta"]["use_weights"] is True
+    assert res["supervised"]["meta"]["use_weights"] is False and res["supervised"]["meta"]["min_score"] is None
+    assert (cfg.out / "models" / "synthetic-weighted" / "config.json").exists()
+    three = cfg.model_copy(update={"train_data": [synthetic, synthetic.parent / "other"],
+                                   "train": TrainConfig(min_score=4)})
+    assert system_name("synthetic", three, synthetic) == "synthetic-synthetic-min4"
+
+
+def test_weighting_options_are_refused_for_relations(capsys):
+    from medsynth.cli import main
+
+    assert main(["bench", "re", "--dataset", "gad", "--min-score", "4", "--report-only"]) == 2
+    assert "NER training only" in capsys.readouterr().err
 
 
 def test_label_mismatch_is_a_clear_error(tmp_path, data_dir):

@@ -159,6 +159,22 @@ def test_judge_cli_prints_one_line_and_defaults_to_the_runs_task(tmp_path, capsy
     assert "run directory not found" in capsys.readouterr().err
 
 
+def test_judge_n_scores_only_the_first_examples(tmp_path, capsys):
+    from medsynth.cli import main
+
+    run = make_run(tmp_path, ["VALID one.", "VALID two.", "RANGE three."])
+    with LLMDouble(responder) as double:
+        s = judge_run(run, client_for(double), get_task("ner"), progress=False, limit=2)
+        assert s["examples"] == 2 and double.chat_calls == 2 and load_scores(run) == {"ex0": 4, "ex1": 4}
+        rc = main(["judge", str(run), "--n", "3", "--base-url", double.base_url, "--model", "judge-model",
+                   "--no-cache", "--no-progress"])
+        assert rc == 0 and double.chat_calls == 3  # the first two come from judge.sqlite
+    assert "judged 3 examples" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["judge", str(run), "--n", "0", "--base-url", "http://127.0.0.1:9/v1"])
+    assert "--n: must be at least 1, got 0" in capsys.readouterr().err
+
+
 @pytest.mark.llm
 @pytest.mark.skipif(__import__("importlib").util.find_spec("llama_cpp") is None,
                     reason="llama-cpp-python is not installed (make setup)")

@@ -29,7 +29,7 @@ def cmd_judge(args: argparse.Namespace) -> int:
     task = run_task(run, args.task_name, args.task_file)
     load_run_examples(run)  # fail on a non-run before starting any LLM
     with _session(args, log_dir=run) as session:
-        s = judge_run(run, session.client, task, progress=not args.no_progress)
+        s = judge_run(run, session.client, task, progress=not args.no_progress, limit=args.n)
     hist = " ".join(f"{k}:{v}" for k, v in s["score_histogram"].items())
     mean = f"{s['mean']:.2f}" if s["mean"] is not None else "n/a"
     print(f"judged {s['examples']} examples in {run} with {s['model']} ({s['judged_now']} now, {s['from_store']} "
@@ -53,12 +53,14 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def add_commands(sub) -> None:
     """Add `judge` and `report` to the `python -m medsynth` subparsers."""
-    from medsynth.cli import _add_llm_options
+    from medsynth.cli import _add_llm_options, _positive_int
 
     j = sub.add_parser("judge", help="score each example's annotation with the LLM as judge (1-5)")
     j.add_argument("run_dir", help="a build output directory")
     j.add_argument("--task", dest="task_name", default=None, help="task to judge against (default: the run's task)")
     j.add_argument("--task-file", default=None, help="your own task file, if the run used --task-file")
+    j.add_argument("--n", type=_positive_int, default=None,
+                   help="judge only the first N kept examples (what `export --n N` exports)")
     j.add_argument("--no-progress", action="store_true")
     _add_llm_options(j)
     j.set_defaults(func=cmd_judge)

@@ -225,9 +225,10 @@ def judge_examples(examples: Sequence[Example], client: LLMClient, task: TaskSpe
 
 
 def judge_run(run_dir: str | Path, client: LLMClient, task: TaskSpec, progress: bool = True,
-              max_tokens: int = JUDGE_MAX_TOKENS) -> dict:
-    """Judge every exported example of a run; store scores in judge.sqlite and the summary in quality.json."""
-    summary = judge_examples(load_run_examples(run_dir), client, task, run_dir, progress, max_tokens)
+              max_tokens: int = JUDGE_MAX_TOKENS, limit: int | None = None) -> dict:
+    """Judge every exported example of a run (or its first `limit` kept examples, e.g. before `export --n`);
+    store scores in judge.sqlite and the summary in quality.json."""
+    summary = judge_examples(load_run_examples(run_dir, limit), client, task, run_dir, progress, max_tokens)
     merge_quality_json(run_dir, "judge", summary)
     return summary
 

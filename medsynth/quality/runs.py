@@ -39,16 +39,18 @@ def read_examples_jsonl(path: Path) -> list[Example]:
     return examples
 
 
-def load_run_examples(run_dir: str | Path) -> list[Example]:
-    """The run's exported examples (data.jsonl), else every kept example in its store."""
+def load_run_examples(run_dir: str | Path, limit: int | None = None) -> list[Example]:
+    """The run's exported examples (data.jsonl), else every kept example in its store. With `limit`, the first
+    `limit` kept examples of the store (what `export --n limit` starts from), else of data.jsonl."""
     run = Path(run_dir)
-    if (run / "data.jsonl").is_file():
-        return read_examples_jsonl(run / "data.jsonl")
-    if (run / "store.sqlite").is_file():
+    has_store = (run / "store.sqlite").is_file()
+    if (run / "data.jsonl").is_file() and not (limit is not None and has_store):
+        return read_examples_jsonl(run / "data.jsonl")[:limit]
+    if has_store:
         from medsynth.store import RunStore
 
         with RunStore(run, lock=False) as store:
-            return store.examples()
+            return store.examples(limit=limit)
     raise MedsynthError("not a medsynth run (no data.jsonl or store.sqlite)", where=str(run))
 
 

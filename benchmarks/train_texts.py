@@ -1,0 +1,26 @@
+"""Write a seeded sample of a corpus's *train* sentences as plain text, one per line, labels discarded.
+
+Input for the annotate-mode row of the quality ablation (`build ner --annotate FILE`): the unlabelled in-domain
+setting. The file goes under runs/ (not committed): it is the benchmark's own text.
+
+    python benchmarks/train_texts.py ncbi-disease 100 runs/quality/ncbi-disease-train-100.txt
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from medsynth import corpora
+from medsynth.tokenize import detokenize
+
+
+def main(corpus: str, n: int, out: str, seed: int = 13) -> None:
+    sentences = corpora.sample(corpora.load_corpus(corpus, "train"), n, seed)
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    Path(out).write_text("".join(detokenize(s.tokens)[0] + "\n" for s in sentences), encoding="utf-8")
+    print(f"wrote {len(sentences)} {corpus} train sentences (seed {seed}) to {out}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], int(sys.argv[2]), sys.argv[3])
