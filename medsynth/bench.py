@@ -64,8 +64,9 @@ def system_name(kind: str, cfg: BenchConfig, train_data: Path | None = None) -> 
     if kind == "zero-shot" and cfg.shots:
         return f"{cfg.shots}-shot"
     if kind == "synthetic":
-        base = f"synthetic-{train_data.name}" if train_data is not None and len(cfg.train_data) > 1 else kind
-        return base + weighting_suffix(cfg.train)
+        suffix = weighting_suffix(cfg.train)  # a weighted model always names its data: which run was judged
+        named = train_data is not None and (len(cfg.train_data) > 1 or suffix)
+        return (f"synthetic-{train_data.name}" if named else kind) + suffix
     return kind
 
 

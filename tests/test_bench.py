@@ -114,10 +114,11 @@ def test_judge_weighting_names_the_synthetic_system_and_spares_the_supervised_on
                       out=tmp_path / "b", data_dir=data_dir, train_data=[synthetic], limit=5, progress=False,
                       train=TrainConfig(max_steps=1, batch_size=8, epochs=1, use_weights=True))
     res = run_bench(cfg)
-    assert set(res) == {"synthetic-weighted", "supervised"}
-    assert res["synthetic-weighted"]["meta"]["use_weights"] is True
+    name = f"synthetic-{synthetic.name}-weighted"
+    assert set(res) == {name, "supervised"}
+    assert res[name]["meta"]["use_weights"] is True
     assert res["supervised"]["meta"]["use_weights"] is False and res["supervised"]["meta"]["min_score"] is None
-    assert (cfg.out / "models" / "synthetic-weighted" / "config.json").exists()
+    assert (cfg.out / "models" / name / "config.json").exists()
     three = cfg.model_copy(update={"train_data": [synthetic, synthetic.parent / "other"],
                                    "train": TrainConfig(min_score=4)})
     assert system_name("synthetic", three, synthetic) == "synthetic-synthetic-min4"

@@ -87,6 +87,7 @@ def test_judge_prompt_carries_guidelines_and_schema_is_an_enum():
     assert all(lab.name in system["content"] for lab in task.labels)
     assert task.guidelines[0].strip()[:30] in system["content"]
     assert '"Cisplatin"' in user["content"] and "Sentence: Cisplatin causes" in user["content"]
+    assert "empty annotation scores 5" in system["content"]  # negatives are valid examples, not misses
     assert JUDGE_SCHEMA["properties"]["score"]["enum"] == [1, 2, 3, 4, 5]
     assert prompt_hash(task) == prompt_hash(get_task("ner")) != prompt_hash(get_task("ncbi-disease"))
 

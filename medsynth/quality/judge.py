@@ -38,7 +38,7 @@ from medsynth.spec import TaskSpec, task_brief
 from medsynth.store import SQLiteFile, open_sqlite
 from medsynth.types import Example
 
-JUDGE_VERSION = 1  # bump when the instructions below change meaning (it is part of the prompt hash anyway)
+JUDGE_VERSION = 2  # bump when the instructions below change meaning (it is part of the prompt hash anyway)
 JUDGE_FILE = "judge.sqlite"
 JUDGE_MAX_TOKENS = 150
 SCORES = (1, 2, 3, 4, 5)
@@ -59,7 +59,8 @@ RUBRIC = """Score the annotation from 1 to 5:
 4 = one minor problem (a slightly wrong boundary, or one borderline case).
 3 = one clear error (a missed mention, a wrong label, or a non-entity annotated).
 2 = several errors.
-1 = the annotation is mostly wrong, or the text is not a usable sentence (garbled, not medical, contains markup)."""
+1 = the annotation is mostly wrong, or the text is not a usable sentence (garbled, not medical, contains markup).
+A sentence that names no entity of these types is a valid example: its empty annotation scores 5."""
 
 USER_TEMPLATE = "Sentence: {text}\nAnnotation: {annotation}"
 
