@@ -12,7 +12,7 @@
 #   reference   N new examples planned to match the corpus train split's length / mention / label statistics
 #   annotate    N sentences of the corpus *train* split, labels discarded, labelled by the LLM (annotate mode)
 # DATASET: ncbi-disease (task ncbi-disease.v1, N=100) or bc5cdr-chem (task ner, N=50; Chemical scored).
-# Environment: N, MIN_SCORE (default 4), DEDUP_THRESHOLD (0.8), THREADS (LLM threads).
+# Environment: N, MIN_SCORE (default 5: keep only examples the judge found flawless), DEDUP_THRESHOLD (0.8), THREADS (LLM threads).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATASET=${1:?usage: $0 ncbi-disease|bc5cdr-chem}
@@ -25,7 +25,7 @@ esac
 REF_RUN=benchmarks/data/$(basename "$RUN" -qwen)-reference-qwen
 OUT=benchmarks/results/quality-$DATASET
 W=runs/quality/$DATASET
-MIN_SCORE=${MIN_SCORE:-4}
+MIN_SCORE=${MIN_SCORE:-5}
 BENCH=(bench ner --task "$TASK" --dataset "$DATASET" --systems synthetic --out "$OUT")
 
 if [ "${REPORT_ONLY:-0}" = 1 ]; then
