@@ -16,10 +16,11 @@ from medsynth import corpora
 from medsynth.jsonl import read_jsonl
 from medsynth.spec import get_task
 from medsynth.tokenize import bio_to_spans, detokenize
+from train_texts import sampled_train  # the sibling script that wrote the annotate input
 
 
 def main(corpus: str, n: int, run: str, seed: int = 13) -> dict:
-    sentences = corpora.sample(corpora.load_corpus(corpus, "train"), n, seed)
+    sentences = sampled_train(corpus, n, seed)
     rows = list(read_jsonl(f"{run}/data.jsonl"))
     task = get_task(json.load(open(f"{run}/stats.json", encoding="utf-8"))["task"])
     mapping = corpora.label_mapping(task.label_names, corpora.corpus_labels(sentences))

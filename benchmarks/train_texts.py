@@ -15,8 +15,13 @@ from medsynth import corpora
 from medsynth.tokenize import detokenize
 
 
+def sampled_train(corpus: str, n: int, seed: int = 13) -> list[corpora.IOBSentence]:
+    """The seeded train sample; `annotate_vs_gold.py` scores against the same one, so slot i is sentence i."""
+    return corpora.sample(corpora.load_corpus(corpus, "train"), n, seed)
+
+
 def main(corpus: str, n: int, out: str, seed: int = 13) -> None:
-    sentences = corpora.sample(corpora.load_corpus(corpus, "train"), n, seed)
+    sentences = sampled_train(corpus, n, seed)
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     Path(out).write_text("".join(detokenize(s.tokens)[0] + "\n" for s in sentences), encoding="utf-8")
     print(f"wrote {len(sentences)} {corpus} train sentences (seed {seed}) to {out}")
