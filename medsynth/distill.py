@@ -43,7 +43,7 @@ from medsynth.llm.client import LLMClient
 from medsynth.parse import load_json_object
 from medsynth.spec import TaskSpec, task_brief
 from medsynth.tokenize import spans_to_bio, tokenize
-from medsynth.train import TrainConfig
+from medsynth.train import TrainConfig, card_data_dir
 from medsynth.types import Entity, Example, Mention
 
 COACH_VERSION = 1
@@ -274,11 +274,9 @@ def _bind(cfg: DistillConfig) -> None:
 
 def original_data(model_dir: Path) -> Path:
     """The data a `train` output was trained on, from its model card (so --train-data is optional)."""
-    card = Path(model_dir) / "model_card.md"
-    if card.is_file():
-        m = re.search(r"^- Data: `([^`]+)`", card.read_text(encoding="utf-8"), re.M)
-        if m and (Path(m.group(1)) / "hf").is_dir():
-            return Path(m.group(1))
+    data = card_data_dir(model_dir)
+    if data is not None and (data / "hf").is_dir():
+        return data
     raise MedsynthError("cannot tell which data this model was trained on; pass --train-data DIR", where=str(model_dir))
 
 

@@ -13,6 +13,7 @@ import inspect
 import json
 import os
 import random
+import re
 import time
 import warnings
 from pathlib import Path
@@ -528,6 +529,16 @@ def train_ner(data_dir: Path, out_dir: Path, config: TrainConfig, progress: bool
     }
     write_model_files(out_dir, label_map, config, log, metrics, model_card(data_dir, config, metrics, log))
     return metrics
+
+
+def card_data_dir(model_dir: Path) -> Path | None:
+    """The data folder a medsynth-trained model records in its card (`- Data: `...``; NER and RE cards alike),
+    or None for a model without one (a hub model, a foreign folder)."""
+    card = Path(model_dir) / "model_card.md"
+    if not card.is_file():
+        return None
+    m = re.search(r"^- Data: `([^`]+)`", card.read_text(encoding="utf-8"), re.M)
+    return Path(m.group(1)) if m else None
 
 
 def model_card(data_dir: Path, config: TrainConfig, m: dict, log: list[dict]) -> str:

@@ -109,6 +109,26 @@ def test_limit_takes_a_fixed_sample(tmp_path, data_dir, synthetic):
     assert res["synthetic"]["n_sentences"] == 5
 
 
+def test_a_saved_model_is_reused_only_for_the_data_it_was_trained_on(tmp_path, data_dir, synthetic):
+    import os
+    import shutil
+
+    cfg = BenchConfig(task=get_task("ncbi-disease"), dataset="ncbi-disease", systems=["synthetic"], out=tmp_path / "b",
+                      data_dir=data_dir, train_data=[synthetic], limit=3, progress=False,
+                      train=TrainConfig(max_steps=1, batch_size=8, epochs=1))
+    run_bench(cfg)
+    assert run_bench(cfg)["synthetic"]["meta"]["train_seconds"] == 0.0  # same data: reused
+    other = shutil.copytree(synthetic, tmp_path / "other")
+    with pytest.raises(MedsynthError, match="trained on .*synthetic, not this data; pass --retrain"):
+        run_bench(cfg.model_copy(update={"train_data": [other]}))  # same system name "synthetic", other data
+    later = max(f.stat().st_mtime for f in (cfg.out / "models" / "synthetic").iterdir()) + 10
+    arrow = next(f for f in (synthetic / "hf").rglob("*") if f.is_file())
+    os.utime(arrow, (later, later))  # a re-export into the same folder
+    with pytest.raises(MedsynthError, match="data changed after the saved model was trained"):
+        run_bench(cfg)
+    assert run_bench(cfg.model_copy(update={"retrain": True}))["synthetic"]["meta"]["train_seconds"] > 0
+
+
 def test_judge_weighting_names_the_synthetic_system_and_spares_the_supervised_one(tmp_path, data_dir, synthetic):
     cfg = BenchConfig(task=get_task("ncbi-disease"), dataset="ncbi-disease", systems=["synthetic", "supervised"],
                       out=tmp_path / "b", data_dir=data_dir, train_data=[synthetic], limit=5, progress=False,
