@@ -6,15 +6,17 @@
 #
 # DATASET: ncbi-disease (task ncbi-disease.v1) or bc5cdr-chem (task ner, Chemical scored, Disease dropped).
 # Environment: TASK and RUN (another task version and its run folder, e.g. TASK=ncbi-disease.v2
-# RUN=benchmarks/data/ncbi-disease-v2-qwen), SIZES ("250 500 1000"), N (examples to generate, >= largest size), LIMIT (test sentences;
-# unset = the full test split), SYSTEMS, THREADS (LLM threads), EPOCHS.
+# RUN=benchmarks/data/ncbi-disease-v2-qwen), REFERENCE (a corpus whose statistics the plan matches, e.g.
+# REFERENCE=ncbi-disease RUN=benchmarks/data/ncbi-disease-reference-qwen), SIZES ("250 500 1000"), N (examples to
+# generate, >= largest size), LIMIT (test sentences; unset = the full test split), SYSTEMS, THREADS (LLM threads),
+# EPOCHS, MAX_TOKENS (must equal the committed run's: 200, or 256 for ner-qwen).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATASET=${1:?usage: $0 ncbi-disease|bc5cdr-chem}
 PY=${PY:-.venv/bin/python}
 case "$DATASET" in
-  ncbi-disease) TASK=${TASK:-ncbi-disease.v1}; RUN=${RUN:-benchmarks/data/ncbi-disease-qwen} ;;
-  bc5cdr-chem) TASK=${TASK:-ner}; RUN=${RUN:-benchmarks/data/ner-qwen} ;;
+  ncbi-disease) TASK=${TASK:-ncbi-disease.v1}; RUN=${RUN:-benchmarks/data/ncbi-disease-qwen}; MAX_TOKENS=${MAX_TOKENS:-200} ;;
+  bc5cdr-chem) TASK=${TASK:-ner}; RUN=${RUN:-benchmarks/data/ner-qwen}; MAX_TOKENS=${MAX_TOKENS:-256} ;;
   *) echo "unknown dataset $DATASET (ncbi-disease, bc5cdr-chem)" >&2; exit 2 ;;
 esac
 NAME=$(basename "$RUN" -qwen)
@@ -28,7 +30,8 @@ if [ "${REPORT_ONLY:-0}" = 1 ]; then
 fi
 
 # 1. Generate (resumable: re-running continues where it stopped; cached requests cost nothing).
-$PY -m medsynth build ner --task $TASK --n "$N" --max-tokens 200 --out "$RUN" ${THREADS:+--threads $THREADS}
+$PY -m medsynth build ner --task $TASK --n "$N" --max-tokens "$MAX_TOKENS" --out "$RUN" ${THREADS:+--threads $THREADS} \
+  ${REFERENCE:+--reference $REFERENCE}
 # 2. Cut the learning-curve subsets: the first k examples of the same run (no LLM calls).
 TRAIN_ARGS=()
 for k in $SIZES; do
