@@ -118,30 +118,33 @@ def supervised_data(cfg: BenchConfig, work: Path) -> Path:
     return target
 
 
-def train_or_reuse(train: Callable[..., dict], data_dir: Path, model_dir: Path, saved: str, cfg: Any) -> float:
+def train_or_reuse(train: Callable[..., dict], data_dir: Path, model_dir: Path, saved: str, reads: str,
+                   cfg: Any) -> float:
     """Seconds spent training model_dir on data_dir (`train(data_dir, model_dir, cfg.train, progress=...)`);
-    0 when the model is already there (its `saved` file exists) and `cfg.retrain` is off."""
+    0 when the model is already there (its `saved` file exists), was trained on this data (`reads`: the file or
+    folder in data_dir the trainer reads) and `cfg.retrain` is off."""
     if (model_dir / saved).exists() and not cfg.retrain:
-        _check_reusable(data_dir, model_dir, saved)
+        _check_reusable(Path(data_dir) / reads, model_dir, saved)
         return 0.0
     t0 = time.monotonic()
     train(data_dir, model_dir, cfg.train, progress=cfg.progress)
     return time.monotonic() - t0
 
 
-def _check_reusable(data_dir: Path, model_dir: Path, saved: str) -> None:
+def _check_reusable(input_path: Path, model_dir: Path, saved: str) -> None:
     """Refuse to score a saved model that was trained on other data than the system names: a second bench
     into the same --out with another --train-data (same system name) or a re-exported dataset would otherwise
-    be scored silently with the old model."""
+    be scored silently with the old model. `input_path` is what the trainer read (hf/ or pairs.jsonl)."""
     from medsynth.train import card_data_dir
 
+    data_dir = input_path.parent
     trained_on = card_data_dir(model_dir)
     hint = "pass --retrain or another --out"
-    if trained_on is not None and trained_on.resolve() != Path(data_dir).resolve():
+    if trained_on is not None and trained_on.resolve() != data_dir.resolve():
         raise MedsynthError(f"the saved model was trained on {trained_on}, not this data; {hint}",
                             where=str(model_dir), field="--train-data", value=str(data_dir))
-    hf = Path(data_dir) / "hf"
-    newest = max((f.stat().st_mtime for f in hf.rglob("*") if f.is_file()), default=0.0) if hf.is_dir() else 0.0
+    files = [f for f in input_path.rglob("*") if f.is_file()] if input_path.is_dir() else [input_path]
+    newest = max((f.stat().st_mtime for f in files if f.exists()), default=0.0)
     if newest > (model_dir / saved).stat().st_mtime:
         raise MedsynthError(f"the data changed after the saved model was trained; {hint}",
                             where=str(model_dir), field="--train-data", value=str(data_dir))
@@ -150,7 +153,7 @@ def _check_reusable(data_dir: Path, model_dir: Path, saved: str) -> None:
 def _train_or_reuse(data_dir: Path, model_dir: Path, cfg: BenchConfig) -> float:
     from medsynth.train import train_ner
 
-    return train_or_reuse(train_ner, data_dir, model_dir, "config.json", cfg)
+    return train_or_reuse(train_ner, data_dir, model_dir, "config.json", "hf", cfg)
 
 
 def model_mapping(model_labels: list[str], mapping: dict[str, str]) -> dict[str, str]:

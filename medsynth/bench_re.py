@@ -117,7 +117,7 @@ def supervised_data(cfg: REBenchConfig, fold: int | None) -> Path:
 def _train_or_reuse(data_dir: Path, model_dir: Path, cfg: REBenchConfig) -> float:
     from medsynth.train_re import train_re
 
-    return train_or_reuse(train_re, data_dir, model_dir, "label_map.json", cfg)
+    return train_or_reuse(train_re, data_dir, model_dir, "label_map.json", "pairs.jsonl", cfg)
 
 
 def _predict_units(model_dir: Path, units: list[Unit], name: str, dataset: str) -> tuple[list[dict], float, int]:

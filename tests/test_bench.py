@@ -129,6 +129,30 @@ def test_a_saved_model_is_reused_only_for_the_data_it_was_trained_on(tmp_path, d
     assert run_bench(cfg.model_copy(update={"retrain": True}))["synthetic"]["meta"]["train_seconds"] > 0
 
 
+def test_reuse_checks_the_file_the_trainer_reads(tmp_path):
+    """Relation models train from pairs.jsonl, not hf/: a newer pairs.jsonl makes the saved model stale."""
+    import os
+
+    from medsynth.bench import train_or_reuse
+
+    data, model = tmp_path / "re-data", tmp_path / "model"
+    data.mkdir(), model.mkdir()
+    (data / "pairs.jsonl").write_text("{}\n")
+    (model / "label_map.json").write_text("{}")
+    (model / "model_card.md").write_text(f"# medsynth RE model\n\n- Data: `{data.resolve()}` (pairs.jsonl)\n")
+    cfg = BenchConfig(task=get_task("ncbi-disease"), dataset="ncbi-disease", systems=["synthetic"], out=tmp_path)
+
+    def never(*args, **kwargs):
+        raise AssertionError("a reusable model was retrained")
+
+    saved = (model / "label_map.json").stat().st_mtime
+    os.utime(data / "pairs.jsonl", (saved - 10, saved - 10))
+    assert train_or_reuse(never, data, model, "label_map.json", "pairs.jsonl", cfg) == 0.0
+    os.utime(data / "pairs.jsonl", (saved + 10, saved + 10))
+    with pytest.raises(MedsynthError, match="data changed after the saved model was trained"):
+        train_or_reuse(never, data, model, "label_map.json", "pairs.jsonl", cfg)
+
+
 def test_judge_weighting_names_the_synthetic_system_and_spares_the_supervised_one(tmp_path, data_dir, synthetic):
     cfg = BenchConfig(task=get_task("ncbi-disease"), dataset="ncbi-disease", systems=["synthetic", "supervised"],
                       out=tmp_path / "b", data_dir=data_dir, train_data=[synthetic], limit=5, progress=False,
