@@ -12,7 +12,7 @@ import pytest
 from medsynth.chat import topics as T
 from medsynth.chat.build import AI_SYSTEM, prompt_hash, turn_messages
 from medsynth.chat.transcript import (PRIMER, Turn, clean_transcript, clean_turns, continuation, is_end,
-                                      looks_cut_off, render)
+                                      looks_cut_off, render, trim_cut_answer)
 from medsynth.cli import main
 from medsynth.errors import MedsynthError
 from tests.helpers import build_with_double, cache_env, data_rows  # noqa: F401 (cache_env: fixture)
@@ -51,6 +51,22 @@ def test_clean_drops_last_turn_flagged_cut_by_the_token_cap():
     res = clean_transcript(_t("[|Human|] What is gout?", "[|AI|] A form of arthritis.", "[|Human|] And?",
                               "[|AI|] It ends with a full stop."), last_cut=True)
     assert res.kept and len(res.messages) == 2 and res.repairs["dropped_cut_last_turn"] == 1
+
+
+GOUT = "Gout is a form of arthritis caused by uric acid crystals. It often starts in the big toe at night."
+
+
+@pytest.mark.parametrize("cut, kept", [
+    (GOUT + " Common triggers include red meat and", GOUT),
+    (GOUT + " Triggers:\n1. Red meat.\n2.", GOUT + " Triggers:\n1. Red meat."),  # "2." is a list marker
+    (GOUT + " Ask e.g.", GOUT),  # an abbreviation is no sentence end
+    (GOUT + " See Dr.", GOUT),
+    ("Gout is a form of arthritis. Treatments include e.g. colchicine and", None),  # too little is left
+    ("Gout is a form of arthritis caused by uric acid crystals in the joints that", None),  # no full sentence
+    ("", None),
+])
+def test_an_answer_cut_by_the_token_cap_is_ended_at_its_last_full_sentence(cut, kept):
+    assert trim_cut_answer(cut) == kept
 
 
 def test_a_list_answer_without_full_stop_is_not_cut_off():
@@ -359,3 +375,27 @@ def test_build_chat_on_the_tiny_local_llm(tmp_path):
     assert stats["model"].lower().startswith("smollm2") and stats["llm_calls"] >= 2
     again = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env)
     assert again.returncode == 0 and json.loads((tmp_path / "out" / "stats.json").read_text())["llm_calls"] == 0
+
+
+def test_a_cut_first_answer_is_trimmed_and_the_dialogue_goes_on(cache_env):
+    """The assistant always runs past the 20-token cap: v1 dropped each dialogue at its first answer; now each
+    answer ends at its last full sentence, the human asks the follow-up, and the dialogue is kept."""
+    tail = " Common triggers include red meat, shellfish, alcohol, sugary drinks and a few medicines such as"
+
+    def rambling(request: dict) -> str | dict:
+        system, user = request["messages"][0]["content"], request["messages"][-1]["content"]
+        asked = user.count("[|Human|]") - 2  # minus the greeting and the open human tag or the question answered
+        if system == T.TOPIC_SYSTEM:
+            return {"topic": " for ".join(_cell(user))}
+        if system == AI_SYSTEM:
+            return f"On question {asked + 1}: {GOUT}{tail}"
+        return f"Question {asked + 1}: what else?"
+
+    with LLMDouble(rambling) as double:
+        assert main(["build", "chat", "--n", "1", "--out", str(cache_env / "r"), "--base-url", double.base_url,
+                     "--model", "m", "--no-progress", "--max-turns", "2", "--max-tokens", "20"]) == 0
+    (row,) = _rows(cache_env / "r")
+    assert [m["content"] for m in row["messages"]] == [
+        "Question 1: what else?", f"On question 1: {GOUT}", "Question 2: what else?", f"On question 2: {GOUT}"]
+    stats = json.loads((cache_env / "r" / "stats.json").read_text())
+    assert stats["repairs"]["trimmed_cut_answer"] == 2 and stats["rejected"] == 0

@@ -22,14 +22,16 @@ from pydantic import BaseModel, ConfigDict, Field
 from medsynth.aio import run_sync
 from medsynth.chat import topics as T
 from medsynth.chat.transcript import (AI_TAG, HUMAN_TAG, PRIMER, TAGS, CleanResult, Speaker, Turn, clean_turns,
-                                      continuation, is_end, render)
+                                      continuation, is_end, render, trim_cut_answer)
 from medsynth.errors import MedsynthError
 from medsynth.llm.client import LLMClient
 from medsynth.slots import Outcome, record, run_slots
 from medsynth.store import RunStore
 from medsynth.types import Example
 
-CHAT_PROMPT_VERSION = "chat.v1"
+# v2: an answer cut by the token cap is ended at its last full sentence and the dialogue goes on (v1 ended the
+# dialogue there and dropped the answer). Part of the run identity: a v1 store is not resumed with v2 rules.
+CHAT_PROMPT_VERSION = "chat.v2"
 _FORMAT = (f"This is a transcript of a conversation between a human and an AI medical information assistant. "
            f"Human statements start with {HUMAN_TAG} and assistant statements start with {AI_TAG}.")
 IDENTIFIER_RULE = ("Never invent patient identifiers: no names, dates of birth, medical record numbers, phone "
@@ -151,7 +153,8 @@ class ChatBuilder:
         return topic
 
     async def _dialogue(self, s: T.Slot, topic: str, out: ChatOutcome) -> tuple[list[Turn], bool] | None:
-        """Self-chat until the human ends it, the turn cap, or a statement cut by the token cap."""
+        """Self-chat until the human ends it, the turn cap, or a statement cut by the token cap that cannot be
+        ended at a full sentence (a cut answer that can be goes on as the trimmed answer)."""
         turns = [Turn(sp, text) for sp, text in PRIMER]
         asked = 0
         if s.seed_question is not None:
@@ -171,9 +174,13 @@ class ChatBuilder:
             out.completion_tokens += resp.completion_tokens
             content, repairs = continuation(resp.text, speaker)
             out.repairs.update(repairs)
+            cut = resp.completion_tokens >= self.cfg.max_tokens
+            if cut and speaker == "ai" and (trimmed := trim_cut_answer(content)) is not None:
+                content, cut = trimmed, False
+                out.repairs["trimmed_cut_answer"] += 1
             turns.append(Turn(speaker, content))
             asked += speaker == "human"
-            if resp.completion_tokens >= self.cfg.max_tokens:
+            if cut:
                 return turns, True
             if not content or (speaker == "human" and is_end(content)):
                 return turns, False

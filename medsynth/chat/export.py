@@ -109,8 +109,10 @@ clinician.
   order; the LLM proposes one topic per cell (JSON schema) and topics already used are refused. With seed
   questions, the seed is the user's first message instead.
 - dialogue: the transcript (`[|Human|]` / `[|AI|]`) is handed back to the model one statement at a time; the
-  user side stops with `[END]` or at `max_turns` questions. The primed greeting, the closing `[END]` statement,
-  a last statement cut off by the token cap and an unanswered last question are dropped.
+  user side stops with `[END]` or at `max_turns` questions. An answer cut off by the token cap is ended at its
+  last full sentence and the dialogue goes on (`trimmed_cut_answer`; with too little left, the dialogue ends
+  there). The primed greeting, the closing `[END]` statement, a last statement cut off by the token cap and an
+  unanswered last question are dropped.
 - splits: {', '.join(f'{k} {v}' for k, v in sizes.items())} (by id hash)
 
 ## Contents
