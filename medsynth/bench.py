@@ -118,17 +118,26 @@ def supervised_data(cfg: BenchConfig, work: Path) -> Path:
     return target
 
 
+TRAIN_SECONDS_FILE = "bench_train_seconds.json"
+
+
 def train_or_reuse(train: Callable[..., dict], data_dir: Path, model_dir: Path, saved: str, reads: str,
                    cfg: Any) -> float:
-    """Seconds spent training model_dir on data_dir (`train(data_dir, model_dir, cfg.train, progress=...)`);
-    0 when the model is already there (its `saved` file exists), was trained on this data (`reads`: the file or
-    folder in data_dir the trainer reads) and `cfg.retrain` is off."""
+    """Seconds it took to train model_dir on data_dir (`train(data_dir, model_dir, cfg.train, progress=...)`).
+
+    A model already there (its `saved` file exists), trained on this data (`reads`: the file or folder in
+    data_dir the trainer reads), is reused unless `cfg.retrain`; its training time is then the one recorded when
+    it was trained (`TRAIN_SECONDS_FILE`; 0 for a model trained elsewhere), so re-scoring a system never rewrites
+    its stored training time as 0."""
+    record = model_dir / TRAIN_SECONDS_FILE
     if (model_dir / saved).exists() and not cfg.retrain:
         _check_reusable(Path(data_dir) / reads, model_dir, saved)
-        return 0.0
+        return float(json.loads(record.read_text())["train_seconds"]) if record.exists() else 0.0
     t0 = time.monotonic()
     train(data_dir, model_dir, cfg.train, progress=cfg.progress)
-    return time.monotonic() - t0
+    seconds = time.monotonic() - t0
+    record.write_text(json.dumps({"train_seconds": round(seconds, 1)}) + "\n", encoding="utf-8")
+    return seconds
 
 
 def _check_reusable(input_path: Path, model_dir: Path, saved: str) -> None:

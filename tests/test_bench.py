@@ -116,8 +116,12 @@ def test_a_saved_model_is_reused_only_for_the_data_it_was_trained_on(tmp_path, d
     cfg = BenchConfig(task=get_task("ncbi-disease"), dataset="ncbi-disease", systems=["synthetic"], out=tmp_path / "b",
                       data_dir=data_dir, train_data=[synthetic], limit=3, progress=False,
                       train=TrainConfig(max_steps=1, batch_size=8, epochs=1))
-    run_bench(cfg)
-    assert run_bench(cfg)["synthetic"]["meta"]["train_seconds"] == 0.0  # same data: reused
+    trained = run_bench(cfg)["synthetic"]["meta"]["train_seconds"]
+    weights = cfg.out / "models" / "synthetic" / "model.safetensors"
+    saved_at = weights.stat().st_mtime_ns
+    reused = run_bench(cfg)["synthetic"]["meta"]["train_seconds"]  # same data: reused, not retrained
+    assert weights.stat().st_mtime_ns == saved_at
+    assert reused == trained > 0  # the recorded training time, not 0
     other = shutil.copytree(synthetic, tmp_path / "other")
     with pytest.raises(MedsynthError, match="trained on .*synthetic, not this data; pass --retrain"):
         run_bench(cfg.model_copy(update={"train_data": [other]}))  # same system name "synthetic", other data
