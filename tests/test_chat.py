@@ -12,7 +12,7 @@ import pytest
 from medsynth.chat import topics as T
 from medsynth.chat.build import AI_SYSTEM, prompt_hash, turn_messages
 from medsynth.chat.transcript import (PRIMER, Turn, clean_transcript, clean_turns, continuation, is_end,
-                                      looks_cut_off, render, trim_cut_answer)
+                                      looks_cut_off, render, trim_cut_answer, user_voice_problem)
 from medsynth.cli import main
 from medsynth.errors import MedsynthError
 from tests.helpers import build_with_double, cache_env, data_rows  # noqa: F401 (cache_env: fixture)
@@ -137,10 +137,21 @@ def test_end_detection():
 # ---------------------------------------------------------------------------------------------- topics
 
 
+Q = "Do statins cause muscle pain?"
+
+
 @pytest.mark.parametrize("raw, expected", [
-    ('{"topic": "statin side effects"}', ("statin side effects", None)),
-    ('Sure! ```json\n{"topic": "  insulin   pumps. "}\n```', ("insulin pumps", None)),
-    ('"thyroid nodules"', ("thyroid nodules", None)),
+    ('{"topic": "statin side effects", "question": "' + Q + '"}', (T.Opening("statin side effects", Q), None)),
+    ('Sure! ```json\n{"topic": "  insulin   pumps. ", "question": " How  often do I change it? "}\n```',
+     (T.Opening("insulin pumps", "How often do I change it?"), None)),
+    ('"thyroid nodules"', (T.Opening("thyroid nodules"), None)),  # plain mode: no question, a generated one later
+    ('{"topic": "statin side effects"}', (T.Opening("statin side effects"), None)),
+    ('{"topic": "statin side effects", "question": 7}', (T.Opening("statin side effects"), None)),
+    ('{"topic": "statin side effects", "question": "Why?"}', (T.Opening("statin side effects"), None)),
+    ('{"topic": "statin side effects", "question": "[|AI|] Statins can cause..."}',
+     (T.Opening("statin side effects"), None)),
+    ('{"topic": "statin side effects", "question": "Is there anything else you would like to know?"}',
+     (T.Opening("statin side effects"), None)),
     (None, (None, "topic:no_response")),
     ("", (None, "topic:empty_response")),
     ('{"topic": 42}', (None, "topic:missing")),
@@ -399,3 +410,94 @@ def test_a_cut_first_answer_is_trimmed_and_the_dialogue_goes_on(cache_env):
         "Question 1: what else?", f"On question 1: {GOUT}", "Question 2: what else?", f"On question 2: {GOUT}"]
     stats = json.loads((cache_env / "r" / "stats.json").read_text())
     assert stats["repairs"]["trimmed_cut_answer"] == 2 and stats["rejected"] == 0
+
+
+# ---------------------------------------------------------------------------------------------- user-role drift
+
+
+@pytest.mark.parametrize("content, problem", [
+    ("What does a high TSH mean?", None),
+    ("I would like to know about gout.", None),
+    ("Diabetes diet", None),  # terse, but a user's words
+    ("Is there anything I can do to prevent it?", None),  # a user asking what *they* can do
+    ("I'm sorry to bother you, but is a fever of 38 C dangerous?", None),
+    ("Thanks. My mother takes warfarin and has started bleeding from the gums when she brushes her teeth, "
+     "and I am worried about it.", None),  # a long statement with a concern in it
+    ("Hello! I am a medical information assistant. What would you like to talk about?", "assistant_voice"),
+    ("Is there anything else I can help you with?", "assistant_voice"),
+    ("Is there anything specific you would like to know about asthma?", "assistant_voice"),
+    ("I'm sorry, but I can't assist with that.", "assistant_voice"),
+    ("If you have other questions, feel free to ask!", "assistant_voice"),
+    ("Do you have any other questions?", "assistant_voice"),
+    ("Sure! I'd be happy to explain more about inhalers.", "assistant_voice"),
+    ("Good morning! I am here to help you get ready for your scan.", "assistant_voice"),
+    ("Inhaled steroids reduce airway inflammation and are taken every day, even when there are no symptoms, "
+     "to prevent attacks.", "statement"),
+])
+def test_user_voice_problem(content, problem):
+    assert user_voice_problem(content) == problem
+
+
+def test_the_cleaner_ends_a_dialogue_before_a_user_turn_in_the_assistants_voice():
+    res = clean_transcript(_t("[|Human|] What is gout?", "[|AI|] A form of arthritis caused by urate crystals.",
+                              "[|Human|] Is there anything else you would like to know about gout?",
+                              "[|AI|] Gout attacks often start in the big toe.", "[|Human|] Why the toe?",
+                              "[|AI|] It is cooler there, so urate crystallises more easily."))
+    assert [m["content"] for m in res.messages] == ["What is gout?",
+                                                    "A form of arthritis caused by urate crystals."]
+    assert res.repairs["dropped_from_user_drift"] == 4
+    first = clean_transcript(_t("[|Human|] Hello! How can I help you today?", "[|AI|] I have a question."))
+    assert first.reason == "too_short"
+    # a leak inside the dropped part does not reject what came before it
+    leaky = clean_transcript(_t("[|Human|] What is gout?", "[|AI|] A form of arthritis.",
+                                "[|Human|] Feel free to ask. |AI| Sure."))
+    assert leaky.kept and len(leaky.messages) == 2
+
+
+def test_a_seed_question_is_never_taken_for_drift_but_later_user_turns_are():
+    seed = ("My father started apixaban and metoprolol last week after his atrial fibrillation was found on an "
+            "ECG at the clinic during a routine visit")
+    turns = [Turn("human", seed), Turn("ai", "Both are common after that diagnosis."),
+             Turn("human", "Do you have any other questions?"), Turn("ai", "No.")]
+    assert clean_turns(turns).reason == "too_short"
+    res = clean_turns(turns, trust_opening=True)
+    assert [m["content"] for m in res.messages] == [seed, "Both are common after that diagnosis."]
+
+
+def test_a_broken_own_tag_is_stripped_and_a_broken_other_tag_is_a_leak():
+    text, rep = continuation("|Human| Hi! Is green tea safe with warfarin?", "human")
+    assert text == "Hi! Is green tea safe with warfarin?" and rep["own_tag_stripped"] == 1
+    res = clean_transcript(_t("[|Human|] Is tea safe?", "[|AI|] Usually, in moderation. |Human| And coffee?"))
+    assert res.reason == "role_leak"
+
+
+def test_build_opens_with_the_proposed_question_and_asks_a_drifting_user_again(cache_env):
+    """The topic step's question is the user's first message (no call writes it); a follow-up in the assistant's
+    voice is asked once more with another seed: slot 0's retry is a real question and its dialogue goes on,
+    slot 1's retry drifts again and its dialogue ends with the first exchange."""
+    cells = T.grid(13)
+
+    def drifting(request: dict) -> str | dict:
+        system, user = request["messages"][0]["content"], request["messages"][-1]["content"]
+        if system == T.TOPIC_SYSTEM:
+            sp, st = _cell(user)
+            return {"topic": f"{sp} for {st}", "question": f"What should I know about {sp}?"}
+        topic = user.splitlines()[0].removeprefix("Topic: ")
+        if system == AI_SYSTEM:
+            return f"General facts on {topic}, answer {user.count('[|AI|]')}. See a clinician if it gets worse."
+        if request.get("seed") == T.llm_seed(13, 0, "turn1.retry"):  # slot 0's second try is a question
+            return "How long does it take to work?"
+        return "Is there anything else you would like to know?"
+
+    with LLMDouble(drifting) as double:
+        assert main(["build", "chat", "--n", "2", "--out", str(cache_env / "r"), "--base-url", double.base_url,
+                     "--model", "m", "--no-progress", "--max-turns", "2"]) == 0
+        topic_calls = sum(1 for r in double.requests if r["messages"][0]["content"] == T.TOPIC_SYSTEM)
+        assert double.chat_calls == topic_calls + 2 + 2 + 1 + 2  # slot 0: answer, user + retry, answer; slot 1
+    rows = _rows(cache_env / "r")
+    assert [m["content"] for m in rows[0]["messages"]][0] == f"What should I know about {cells[0][0]}?"
+    assert rows[0]["messages"][2]["content"] == "How long does it take to work?" and len(rows[0]["messages"]) == 4
+    assert len(rows[1]["messages"]) == 2
+    stats = json.loads((cache_env / "r" / "stats.json").read_text())
+    assert stats["repairs"]["retried_user_turn"] == 2 and stats["repairs"]["dropped_from_user_drift"] == 1
+    assert "no_opening_question" not in stats["repairs"] and stats["rejected"] == 0

@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from medsynth.aio import run_sync
 from medsynth.chat import topics as T
 from medsynth.chat.transcript import (AI_TAG, HUMAN_TAG, PRIMER, TAGS, CleanResult, Speaker, Turn, clean_turns,
-                                      continuation, is_end, render, trim_cut_answer)
+                                      continuation, is_end, render, trim_cut_answer, user_voice_problem)
 from medsynth.errors import MedsynthError
 from medsynth.llm.client import LLMClient
 from medsynth.slots import Outcome, record, run_slots
@@ -30,8 +30,10 @@ from medsynth.store import RunStore
 from medsynth.types import Example
 
 # v2: an answer cut by the token cap is ended at its last full sentence and the dialogue goes on (v1 ended the
-# dialogue there and dropped the answer). Part of the run identity: a v1 store is not resumed with v2 rules.
-CHAT_PROMPT_VERSION = "chat.v2"
+# dialogue there and dropped the answer). v3: the topic step also writes the user's first question, and a user
+# turn in the assistant's voice is asked again once, then ends the dialogue (v2 kept them: 51 of its 88 user
+# turns). Part of the run identity: an older store is not resumed with newer rules.
+CHAT_PROMPT_VERSION = "chat.v3"
 _FORMAT = (f"This is a transcript of a conversation between a human and an AI medical information assistant. "
            f"Human statements start with {HUMAN_TAG} and assistant statements start with {AI_TAG}.")
 IDENTIFIER_RULE = ("Never invent patient identifiers: no names, dates of birth, medical record numbers, phone "
@@ -128,10 +130,11 @@ class ChatBuilder:
                 "prompt_hash": prompt_hash(), "params": self.params, "seeds": seeds_hash(self.cfg.seeds)}
 
     # -- one slot --------------------------------------------------------------------------------------------
-    async def _topic(self, s: T.Slot, out: ChatOutcome) -> str | None:
-        """The slot's topic (its seed question, or one the LLM proposes); None when rejected or failed."""
+    async def _topic(self, s: T.Slot, out: ChatOutcome) -> T.Opening | None:
+        """The slot's topic and first question (its seed question, or what the LLM proposes); None when rejected
+        or failed."""
         if s.seed_question is not None:
-            return s.seed_question
+            return T.Opening(s.seed_question, s.seed_question)
         resp = await self.client.complete(
             T.topic_messages(s, self.by_cell.get((s.specialty, s.setting), [])), schema=T.TOPIC_SCHEMA,
             seed=T.llm_seed(self.cfg.seed, s.slot, "topic"), temperature=self.cfg.temperature, max_tokens=64)
@@ -140,45 +143,70 @@ class ChatBuilder:
             return None
         out.prompt_tokens += resp.prompt_tokens
         out.completion_tokens += resp.completion_tokens
-        topic, reason = T.parse_topic(resp.text)
-        if topic is None:
+        opening, reason = T.parse_topic(resp.text)
+        if opening is None:
             out.status, out.reason = "rejected", reason
             return None
-        key = T.topic_key(topic)
+        if opening.question is None:
+            out.repairs["no_opening_question"] += 1
+        key = T.topic_key(opening.topic)
         if key in self.claimed:
             out.status, out.reason = "rejected", "duplicate_topic"
             return None
         self.claimed[key] = s.slot
         out.topic_key = key
-        return topic
+        return opening
 
-    async def _dialogue(self, s: T.Slot, topic: str, out: ChatOutcome) -> tuple[list[Turn], bool] | None:
-        """Self-chat until the human ends it, the turn cap, or a statement cut by the token cap that cannot be
-        ended at a full sentence (a cut answer that can be goes on as the trimmed answer)."""
+    async def _statement(self, s: T.Slot, topic: str, turns: list[Turn], speaker: Speaker, step: str,
+                         out: ChatOutcome) -> tuple[str, bool] | None:
+        """The next statement for `speaker` and whether the token cap cut it; None when the endpoint failed."""
+        resp = await self.client.complete(
+            turn_messages(topic, _who(s), turns, speaker), seed=T.llm_seed(self.cfg.seed, s.slot, step),
+            temperature=self.cfg.temperature, max_tokens=self.cfg.max_tokens)
+        if resp.text is None:
+            out.status, out.error = "failed", resp.error or "no response"
+            return None
+        out.prompt_tokens += resp.prompt_tokens
+        out.completion_tokens += resp.completion_tokens
+        content, repairs = continuation(resp.text, speaker)
+        out.repairs.update(repairs)
+        cut = resp.completion_tokens >= self.cfg.max_tokens
+        if cut and speaker == "ai" and (trimmed := trim_cut_answer(content)) is not None:
+            content, cut = trimmed, False
+            out.repairs["trimmed_cut_answer"] += 1
+        return content, cut
+
+    async def _user_statement(self, s: T.Slot, topic: str, turns: list[Turn], step: int,
+                              out: ChatOutcome) -> tuple[str, bool] | None:
+        """The user's next statement, asked once more (another seed) when it reads like the assistant's; after
+        that it is returned as is and the cleaner ends the dialogue before it."""
+        got = await self._statement(s, topic, turns, "human", f"turn{step}", out)
+        if got is None or is_end(got[0]) or user_voice_problem(got[0]) is None:
+            return got
+        out.repairs["retried_user_turn"] += 1
+        return await self._statement(s, topic, turns, "human", f"turn{step}.retry", out)
+
+    async def _dialogue(self, s: T.Slot, opening: T.Opening, out: ChatOutcome) -> tuple[list[Turn], bool] | None:
+        """Self-chat from the opening question until the human ends it, the turn cap, a user turn in the
+        assistant's voice, or a statement cut by the token cap that cannot be ended at a full sentence (a cut
+        answer that can be goes on as the trimmed answer)."""
         turns = [Turn(sp, text) for sp, text in PRIMER]
         asked = 0
-        if s.seed_question is not None:
-            turns.append(Turn("human", s.seed_question))
+        if opening.question is not None:
+            turns.append(Turn("human", opening.question))
             asked = 1
         for step in range(2 * self.cfg.max_turns + 1):
             speaker: Speaker = "ai" if turns[-1].speaker == "human" else "human"
             if speaker == "human" and asked >= self.cfg.max_turns:
                 return turns, False
-            resp = await self.client.complete(
-                turn_messages(topic, _who(s), turns, speaker), seed=T.llm_seed(self.cfg.seed, s.slot, f"turn{step}"),
-                temperature=self.cfg.temperature, max_tokens=self.cfg.max_tokens)
-            if resp.text is None:
-                out.status, out.error = "failed", resp.error or "no response"
+            got = (await self._user_statement(s, opening.topic, turns, step, out) if speaker == "human" else
+                   await self._statement(s, opening.topic, turns, speaker, f"turn{step}", out))
+            if got is None:
                 return None
-            out.prompt_tokens += resp.prompt_tokens
-            out.completion_tokens += resp.completion_tokens
-            content, repairs = continuation(resp.text, speaker)
-            out.repairs.update(repairs)
-            cut = resp.completion_tokens >= self.cfg.max_tokens
-            if cut and speaker == "ai" and (trimmed := trim_cut_answer(content)) is not None:
-                content, cut = trimmed, False
-                out.repairs["trimmed_cut_answer"] += 1
+            content, cut = got
             turns.append(Turn(speaker, content))
+            if speaker == "human" and user_voice_problem(content) is not None:
+                return turns, False  # the cleaner cuts the dialogue here; no more calls for it
             asked += speaker == "human"
             if cut:
                 return turns, True
@@ -199,20 +227,20 @@ class ChatBuilder:
     async def run_slot(self, slot: int) -> ChatOutcome:
         s = T.slot_for(slot, self.cfg.seed, self.cfg.seeds)
         out = ChatOutcome(slot, "kept")
-        topic = await self._topic(s, out)
-        if topic is None:
+        opening = await self._topic(s, out)
+        if opening is None:
             return out
-        result = await self._dialogue(s, topic, out)
+        result = await self._dialogue(s, opening, out)
         if result is None:
             return self._release(out)
         turns, last_cut = result
-        cleaned = clean_turns(turns, last_cut=last_cut)
+        cleaned = clean_turns(turns, last_cut=last_cut, trust_opening=s.seed_question is not None)
         out.repairs.update(cleaned.repairs)
         reason = cleaned.reason or _identifier_problem(cleaned.messages)
         if reason is not None:
             out.status, out.reason = "rejected", reason
             return self._release(out)
-        out.example = self._example(s, topic, cleaned)
+        out.example = self._example(s, opening.topic, cleaned)
         out.norm = _norm_text(cleaned.messages)
         return out
 

@@ -106,12 +106,17 @@ clinician.
 - generator: `{identity.get('model')}`; run seed {identity.get('seed')}; prompt hash `{identity.get('prompt_hash')}`;
   sampling {json.dumps(identity.get('params', {}), sort_keys=True)}; seed questions: {'yes (hash ' + str(identity.get('seeds')) + ')' if identity.get('seeds') else 'no'}
 - topics: label first — each dialogue slot is one cell of a fixed specialty × setting grid, walked in a seeded
-  order; the LLM proposes one topic per cell (JSON schema) and topics already used are refused. With seed
-  questions, the seed is the user's first message instead.
+  order; the LLM proposes one topic per cell and the user's first question about it (JSON schema); topics
+  already used are refused, and a question that reads like the assistant's words is dropped (the user's first
+  statement is then generated; `no_opening_question`). With seed questions, the seed is the user's first
+  message instead.
 - dialogue: the transcript (`[|Human|]` / `[|AI|]`) is handed back to the model one statement at a time; the
   user side stops with `[END]` or at `max_turns` questions. An answer cut off by the token cap is ended at its
   last full sentence and the dialogue goes on (`trimmed_cut_answer`; with too little left, the dialogue ends
-  there). The primed greeting, the closing `[END]` statement, a last statement cut off by the token cap and an
+  there). A user statement in the assistant's voice (an offer of help, the assistant's greeting, a refusal, "feel
+  free to ask", or a long statement with no question or request) is asked once more with another seed
+  (`retried_user_turn`); if the second one drifts too, the dialogue ends before it (`dropped_from_user_drift`).
+  The primed greeting, the closing `[END]` statement, a last statement cut off by the token cap and an
   unanswered last question are dropped.
 - splits: {', '.join(f'{k} {v}' for k, v in sizes.items())} (by id hash)
 

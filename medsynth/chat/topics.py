@@ -16,6 +16,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from medsynth.chat.transcript import user_voice_problem
 from medsynth.errors import MedsynthError
 from medsynth.jsonl import read_utf8
 from medsynth.parse import load_json_object
@@ -37,17 +38,31 @@ SETTINGS: tuple[str, ...] = (
 
 MAX_TOPIC_CHARS = 160
 MAX_SEED_CHARS = 1000
+MAX_QUESTION_CHARS = 300
 TOPIC_SCHEMA = {
     "type": "object",
-    "properties": {"topic": {"type": "string", "minLength": 8, "maxLength": MAX_TOPIC_CHARS}},
-    "required": ["topic"],
+    "properties": {"topic": {"type": "string", "minLength": 8, "maxLength": MAX_TOPIC_CHARS},
+                   "question": {"type": "string", "minLength": 10, "maxLength": MAX_QUESTION_CHARS}},
+    "required": ["topic", "question"],
 }
 TOPIC_SYSTEM = (
     "You propose topics for realistic conversations between a person and a medical information assistant. "
     "A topic is one specific question or concern (a condition, a drug, a test, a symptom, a procedure) in a few "
     "words, not a whole sentence of advice. Never include names, dates of birth, record numbers, phone numbers "
-    'or addresses. Answer with JSON only: {"topic": "..."}.'
+    "or addresses. Also write the person's first question about the topic, in their own plain words, one "
+    'sentence ending with "?". Answer with JSON only: {"topic": "...", "question": "..."}.'
 )
+
+
+@dataclass(frozen=True)
+class Opening:
+    """A proposed topic and the user's first question about it (None when the answer had no usable one).
+
+    Baize opens every dialogue with a real user question; without one, a 1.5B model asked for the user's first
+    statement mostly wrote the assistant's greeting instead (24 of the 36 chat.v2 dialogues opened that way)."""
+
+    topic: str
+    question: str | None = None
 
 
 @dataclass(frozen=True)
@@ -98,8 +113,21 @@ def topic_messages(s: Slot, avoid: list[str]) -> list[dict]:
     return [{"role": "system", "content": TOPIC_SYSTEM}, {"role": "user", "content": user}]
 
 
-def parse_topic(raw: str | None) -> tuple[str | None, str | None]:
-    """(topic, None) or (None, reason). Survives None, prose around the JSON, a bare string and odd shapes."""
+def _clean(value: object) -> str:
+    return " ".join(value.split()).strip() if isinstance(value, str) else ""
+
+
+def parse_question(value: object) -> str | None:
+    """The opening question, or None when it is missing, marked up, or reads like the assistant's words."""
+    question = _clean(value).strip("\"'")
+    if not (10 <= len(question) <= MAX_QUESTION_CHARS) or re.search(r"[{}\[\]<>|]", question):
+        return None
+    return question if user_voice_problem(question) is None else None
+
+
+def parse_topic(raw: str | None) -> tuple[Opening | None, str | None]:
+    """(opening, None) or (None, reason). Survives None, prose around the JSON, a bare string and odd shapes; a
+    bad or missing question only loses the question (the dialogue then starts from a generated user turn)."""
     obj, error, _ = load_json_object(raw)
     if obj is None:
         text = (raw or "").strip().strip('"').strip()
@@ -110,14 +138,14 @@ def parse_topic(raw: str | None) -> tuple[str | None, str | None]:
     value = obj.get("topic")
     if not isinstance(value, str):
         return None, "topic:missing"
-    topic = " ".join(value.split()).strip(" .\"'")
+    topic = _clean(value).strip(" .\"'")
     if len(topic) < 3:
         return None, "topic:empty"
     if len(topic) > MAX_TOPIC_CHARS:
         return None, "topic:too_long"
     if re.search(r"[{}\[\]<>|]", topic):
         return None, "topic:markup"
-    return topic, None
+    return Opening(topic, parse_question(obj.get("question"))), None
 
 
 def topic_key(topic: str) -> str:

@@ -36,13 +36,35 @@ _END_PHRASES = re.compile(r"\bno (?:more|further|other) questions?\b|\bthat'?s a
 # Role markers that must never appear inside a cleaned message.
 _ROLE_LEAK = re.compile(
     r"\[\|\s*(?:Human|AI|User|Assistant)\b|<\|im_(?:start|end)\|>|<\|(?:user|assistant|system)\|>"
+    r"|\|\s*(?:Human|AI)\s*\|"
     r"|(?:^|\n)\s*(?:Human|AI|User|Assistant|Patient|Doctor)\s*:", re.I)
 _ANY_TAG = re.compile(r"\[\|\s*(Human|AI)\s*\|\]", re.I)
+# The speaker's own tag with a bracket missing ("|Human| ..."), as small models often write it at the start.
+_OWN_TAG_BROKEN = {sp: re.compile(r"^\[?\|\s*" + name + r"\s*\|\]?", re.I) for sp, name in (("human", "Human"),
+                                                                                       ("ai", "AI"))}
 _OPEN_END = re.compile(r"[\w,(\-]\s*$")
 _LIST_ITEM = re.compile(r"^\s*(?:[-*•]|\d+[.)])\s+\S")
 
 _SENTENCE_END = re.compile(r"[.!?][\"')\]]*(?=\s|$)")
 _NOT_A_SENTENCE_END = re.compile(r"(?:^|[\s(])(?:\d+|[A-Za-z]|e\.g|i\.e|etc|vs|Dr|Mr|Mrs|Ms|St|approx)$", re.I)
+
+# The user's turn written in the assistant's voice. A 1.5B model asked for the human's next statement often goes on
+# as the assistant ("Is there anything else I can help you with?", its own greeting, a refusal); 21 of 88 user
+# turns of the chat.v2 corpus did. These phrases are what an assistant says to a user, not the other way round.
+_ASSISTANT_VOICE = re.compile(
+    r"medical information assistant|\bhow (?:else )?(?:can|may) i (?:help|assist)|\b(?:can|may) i (?:help|assist) you"
+    r"|\bi (?:can )?help you with|\bi(?:'m| am) here to help|\bi(?:'m| am) sorry\b(?!,? to (?:bother|ask|hear))"
+    r"|\bi(?:'m| am) unable to|\bi can(?:'|no)t (?:assist|help|provide)|\bas an? (?:ai|medical|language)\b"
+    r"|\b(?:would )?you(?:'d| would) like to (?:know|talk|learn|discuss|ask|continue)"
+    r"|\bwould you like (?:to (?:know|talk|learn|discuss|ask|continue)|me to)\b|\bfeel free to\b"
+    r"|\bi hope (?:this|that) helps|\b(?:do|have) you (?:have )?any (?:\w+ )?questions"
+    r"|\bi(?:'d| would) be (?:happy|glad) to\b|\bglad to (?:help|hear that you)|\bit sounds like you"
+    r"|\byou(?:'re| are) interested in\b", re.I)
+# A question or a request: what a user's turn is. A long statement with neither is an answer in the wrong role.
+_REQUEST = re.compile(
+    r"\?|\b(?:i(?:'d| would) like to|i want to|i need|tell me|explain|please|wonder(?:ing)?|"
+    r"i(?:'m| am) (?:worried|concerned|curious|scared|afraid)|help me|can you|could you)\b", re.I)
+MAX_STATEMENT_CHARS = 120  # a user statement longer than this without a question or request reads as an answer
 
 MIN_EXCHANGES = 1  # at least one question and its answer
 MIN_TRIMMED_CHARS = 80  # a trimmed answer shorter than this says too little to keep
@@ -100,8 +122,9 @@ def continuation(raw: str, speaker: Speaker) -> tuple[str, Counter]:
     repairs: Counter = Counter()
     text = raw.strip()
     own = TAGS[speaker]
-    if text.lower().startswith(own.lower()):
-        text = text[len(own):].strip()
+    broken = _OWN_TAG_BROKEN[speaker].match(text)
+    if broken is not None:  # "[|Human|]" or a broken "|Human|"
+        text = text[broken.end():].strip()
         repairs["own_tag_stripped"] += 1
     other = next((m for m in _ANY_TAG.finditer(text) if m.start() > 0), None)
     if other is not None:
@@ -113,6 +136,20 @@ def continuation(raw: str, speaker: Speaker) -> tuple[str, Counter]:
 def is_end(content: str) -> bool:
     """True when a human statement ends the conversation ([END] or "no more questions")."""
     return END_TOKEN.lower() in content.lower() or bool(_END_PHRASES.search(content))
+
+
+def user_voice_problem(content: str) -> str | None:
+    """Why a user turn reads like the assistant wrote it (None when it reads like a user).
+
+    `assistant_voice`: a phrase only the assistant says (a greeting as the assistant, an offer of help, a
+    refusal, "feel free to ask"). `statement`: a long statement with no question or request in it — an answer
+    in the user's seat. A short statement ("Diabetes diet") passes, so a terse seed question is not refused."""
+    text = content.strip()
+    if _ASSISTANT_VOICE.search(text):
+        return "assistant_voice"
+    if len(text) > MAX_STATEMENT_CHARS and not _REQUEST.search(text):
+        return "statement"
+    return None
 
 
 def looks_cut_off(content: str) -> bool:
@@ -171,6 +208,19 @@ def _cut_at_end(turns: list[Turn], repairs: Counter) -> list[Turn]:
     return turns
 
 
+def _cut_at_user_drift(turns: list[Turn], repairs: Counter, trust_opening: bool) -> list[Turn]:
+    """Stop before the first user turn in the assistant's voice (`user_voice_problem`): the model has left the
+    user's role, and what follows answers a question nobody asked. The exchanges before it are kept. With
+    `trust_opening` the first user turn is the user's own seed question and is never taken for drift."""
+    for i, t in enumerate(turns):
+        if t.speaker != "human" or (trust_opening and i == 0):
+            continue
+        if user_voice_problem(t.content) is not None:
+            repairs["dropped_from_user_drift"] += len(turns) - i
+            return turns[:i]
+    return turns
+
+
 def _trim_tail(turns: list[Turn], last_cut: bool, repairs: Counter) -> list[Turn]:
     """Drop a cut-off last statement, then an unanswered last question: a dialogue ends with an answer."""
     if turns and (last_cut or (turns[-1].speaker == "ai" and looks_cut_off(turns[-1].content))):
@@ -211,17 +261,19 @@ def _problem(turns: list[Turn]) -> str | None:
     return None
 
 
-def clean_turns(turns: list[Turn], *, last_cut: bool = False, preamble: str = "") -> CleanResult:
-    """Primer, [END] and a cut-off tail removed, then checked; see `clean_transcript`."""
+def clean_turns(turns: list[Turn], *, last_cut: bool = False, preamble: str = "",
+                trust_opening: bool = False) -> CleanResult:
+    """Primer, [END], user-role drift and a cut-off tail removed, then checked; see `clean_transcript`."""
     repairs: Counter = Counter()
     if preamble:
         repairs["dropped_preamble"] += 1
     turns = [Turn(t.speaker, t.content.strip()) for t in turns]
     turns = _drop_primer(turns, repairs)
     turns = _cut_at_end(turns, repairs)
-    if any(_ROLE_LEAK.search(t.content) for t in turns):  # checked before trimming: a leak is never "cut off"
+    kept = _cut_at_user_drift(turns, repairs, trust_opening)
+    if any(_ROLE_LEAK.search(t.content) for t in kept):  # checked before trimming: a leak is never "cut off"
         return CleanResult(reason="role_leak", repairs=repairs)
-    turns = _trim_tail(turns, last_cut, repairs)
+    turns = _trim_tail(kept, last_cut and len(kept) == len(turns), repairs)  # the cut turn may be gone already
     reason = _problem(turns)
     if reason is not None:
         return CleanResult(reason=reason, repairs=repairs)
@@ -232,8 +284,9 @@ def clean_transcript(text: str, *, last_cut: bool = False) -> CleanResult:
     """Messages ({role: user|assistant, content}) from a tagged transcript, or a rejection reason.
 
     Dropped (counted in `repairs`): the primed greeting, the human's closing [END] statement and anything after
-    it, a last statement cut off by the token cap (`last_cut`, or an answer without closing punctuation) and a
-    question left unanswered at the end. Rejected: an empty statement (`empty_turn`), a speaker talking twice in
+    it, a last statement cut off by the token cap (`last_cut`, or an answer without closing punctuation), the first
+    user turn in the assistant's voice and everything after it (`user_voice_problem`), and a question left
+    unanswered at the end. Rejected: an empty statement (`empty_turn`), a speaker talking twice in
     a row or the assistant opening (`speaker_swap`), role tags inside a statement (`role_leak`), a statement
     repeated (`repeated_turn`), a statement or dialogue too long (`turn_too_long`, `too_long`) and no complete
     question-and-answer left (`too_short`)."""
