@@ -132,6 +132,7 @@ def test_continuation_strips_own_tag_and_cuts_the_other_speaker():
 def test_end_detection():
     assert is_end("[END]") and is_end("Thanks, I have no more questions.") and is_end("no further questions")
     assert not is_end("What questions should I ask my doctor?")
+    assert is_end("|END|") and is_end("Thanks. [ END ]") and not is_end("The END of treatment")
 
 
 # ---------------------------------------------------------------------------------------------- topics
@@ -431,6 +432,11 @@ def test_a_cut_first_answer_is_trimmed_and_the_dialogue_goes_on(cache_env):
     ("Do you have any other questions?", "assistant_voice"),
     ("Sure! I'd be happy to explain more about inhalers.", "assistant_voice"),
     ("Good morning! I am here to help you get ready for your scan.", "assistant_voice"),
+    ("Thank you for your question,", "assistant_voice"),
+    ("Is there anything else I can help with?", "assistant_voice"),
+    ("Do you have any concerns about your inhaler at school?", "assistant_voice"),
+    ("What other concerns do you have about drug interactions?", "assistant_voice"),
+    ("Can I help my son with his inhaler at school?", None),
     ("Inhaled steroids reduce airway inflammation and are taken every day, even when there are no symptoms, "
      "to prevent attacks.", "statement"),
 ])

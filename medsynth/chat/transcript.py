@@ -33,6 +33,7 @@ PRIMER: tuple[tuple[Speaker, str], ...] = (
 
 # What the human says when it is done: the [END] token, or a plain "no more questions".
 _END_PHRASES = re.compile(r"\bno (?:more|further|other) questions?\b|\bthat'?s all (?:i (?:had|have|wanted))\b", re.I)
+_END_TOKEN_ANY = re.compile(r"[\[|]\s*END\s*[\]|]")  # [END], and the |END| small models write for it
 # Role markers that must never appear inside a cleaned message.
 _ROLE_LEAK = re.compile(
     r"\[\|\s*(?:Human|AI|User|Assistant)\b|<\|im_(?:start|end)\|>|<\|(?:user|assistant|system)\|>"
@@ -53,9 +54,10 @@ _NOT_A_SENTENCE_END = re.compile(r"(?:^|[\s(])(?:\d+|[A-Za-z]|e\.g|i\.e|etc|vs|D
 # turns of the chat.v2 corpus did. These phrases are what an assistant says to a user, not the other way round.
 _ASSISTANT_VOICE = re.compile(
     r"medical information assistant|\bhow (?:else )?(?:can|may) i (?:help|assist)|\b(?:can|may) i (?:help|assist) you"
-    r"|\bi (?:can )?help you with|\bi(?:'m| am) here to help|\bi(?:'m| am) sorry\b(?!,? to (?:bother|ask|hear))"
-    r"|\bi(?:'m| am) unable to|\bi can(?:'|no)t (?:assist|help|provide)|\bas an? (?:ai|medical|language)\b"
-    r"|\b(?:would )?you(?:'d| would) like to (?:know|talk|learn|discuss|ask|continue)"
+    r"|\bi (?:can )?(?:help|assist) (?:you )?with\b|\bthank you for (?:your|the) question\b"
+    r"|\bconcerns? do you have\b|\bdo you have any (?:\w+ )?concerns\b|\bi(?:'m| am) here to help"
+    r"|\bi(?:'m| am) sorry\b(?!,? to (?:bother|ask|hear))|\bi(?:'m| am) unable to|\bi can(?:'|no)t (?:assist|help|provide)"
+    r"|\bas an? (?:ai|medical|language)\b|\b(?:would )?you(?:'d| would) like to (?:know|talk|learn|discuss|ask|continue)"
     r"|\bwould you like (?:to (?:know|talk|learn|discuss|ask|continue)|me to)\b|\bfeel free to\b"
     r"|\bi hope (?:this|that) helps|\b(?:do|have) you (?:have )?any (?:\w+ )?questions"
     r"|\bi(?:'d| would) be (?:happy|glad) to\b|\bglad to (?:help|hear that you)|\bit sounds like you"
@@ -134,8 +136,8 @@ def continuation(raw: str, speaker: Speaker) -> tuple[str, Counter]:
 
 
 def is_end(content: str) -> bool:
-    """True when a human statement ends the conversation ([END] or "no more questions")."""
-    return END_TOKEN.lower() in content.lower() or bool(_END_PHRASES.search(content))
+    """True when a human statement ends the conversation ([END], a mistyped "|END|", or "no more questions")."""
+    return bool(_END_TOKEN_ANY.search(content)) or bool(_END_PHRASES.search(content))
 
 
 def user_voice_problem(content: str) -> str | None:
