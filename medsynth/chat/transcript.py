@@ -50,7 +50,7 @@ _SENTENCE_END = re.compile(r"[.!?][\"')\]]*(?=\s|$)")
 _NOT_A_SENTENCE_END = re.compile(r"(?:^|[\s(])(?:\d+|[A-Za-z]|e\.g|i\.e|etc|vs|Dr|Mr|Mrs|Ms|St|approx)$", re.I)
 
 # The user's turn written in the assistant's voice. A 1.5B model asked for the human's next statement often goes on
-# as the assistant ("Is there anything else I can help you with?", its own greeting, a refusal); 21 of 88 user
+# as the assistant ("Is there anything else I can help you with?", its own greeting, a refusal); 51 of 88 user
 # turns of the chat.v2 corpus did. These phrases are what an assistant says to a user, not the other way round.
 _ASSISTANT_VOICE = re.compile(
     r"medical information assistant|\bhow (?:else )?(?:can|may) i (?:help|assist)|\b(?:can|may) i (?:help|assist) you"
