@@ -48,13 +48,14 @@ def main(args: list[str]) -> None:
     if not args or any("=" not in a for a in args):
         raise SystemExit(__doc__.strip().splitlines()[2].strip())
     rows = {name: audit(Path(p)) for name, p in (a.split("=", 1) for a in args)}
-    meta = {"date": datetime.now(timezone.utc).date().isoformat(), "machine": f"{_cpu()} ({os.cpu_count()} cores)", "command": "python benchmarks/chat_audit.py " + " ".join(args)}
+    meta = {"date": datetime.now(timezone.utc).date().isoformat(), "machine": f"{_cpu()} ({os.cpu_count()} cores)",
+            "command": "python benchmarks/chat_audit.py " + " ".join(args)}
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "chat-audit.json").write_text(json.dumps({**meta, "corpora": rows}, indent=2) + "\n")
     lines = ["# Chat corpus audit: user turns in the assistant's voice", "",
-             f"Date {meta['date']}; machine {meta['machine']}; command `{meta['command']}`. Rule: `medsynth.chat.transcript.user_voice_problem`"
-             " (`assistant_voice`: a phrase only the assistant says; `statement`: over 120 characters with no "
-             "question or request).", "",
+             f"Date {meta['date']}; machine {meta['machine']}; command `{meta['command']}`. Rule: "
+             "`medsynth.chat.transcript.user_voice_problem` (`assistant_voice`: a phrase only the assistant says; "
+             "`statement`: over 120 characters with no question or request).", "",
              "| corpus | dialogues | user turns | flagged | share | assistant_voice | statement | dialogues "
              "affected | flagged first turns | user turns ending in ? |", "|---|---|---|---|---|---|---|---|---|---|"]
     for name, r in rows.items():

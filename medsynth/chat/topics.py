@@ -39,6 +39,7 @@ SETTINGS: tuple[str, ...] = (
 MAX_TOPIC_CHARS = 160
 MAX_SEED_CHARS = 1000
 MAX_QUESTION_CHARS = 300
+_MARKUP = re.compile(r"[{}\[\]<>|]")  # JSON, role tags or HTML inside a topic or question: not the user's words
 TOPIC_SCHEMA = {
     "type": "object",
     "properties": {"topic": {"type": "string", "minLength": 8, "maxLength": MAX_TOPIC_CHARS},
@@ -120,7 +121,7 @@ def _clean(value: object) -> str:
 def parse_question(value: object) -> str | None:
     """The opening question, or None when it is missing, marked up, or reads like the assistant's words."""
     question = _clean(value).strip("\"'")
-    if not (10 <= len(question) <= MAX_QUESTION_CHARS) or re.search(r"[{}\[\]<>|]", question):
+    if not (10 <= len(question) <= MAX_QUESTION_CHARS) or _MARKUP.search(question):
         return None
     return question if user_voice_problem(question) is None else None
 
@@ -143,7 +144,7 @@ def parse_topic(raw: str | None) -> tuple[Opening | None, str | None]:
         return None, "topic:empty"
     if len(topic) > MAX_TOPIC_CHARS:
         return None, "topic:too_long"
-    if re.search(r"[{}\[\]<>|]", topic):
+    if _MARKUP.search(topic):
         return None, "topic:markup"
     return Opening(topic, parse_question(obj.get("question"))), None
 
@@ -160,7 +161,7 @@ def read_seeds(path: str | Path) -> list[str]:
     text = read_utf8(p, "seeds file")
     seeds: list[str] = []
     for number, line in enumerate(text.splitlines(), 1):
-        question = " ".join(line.split())
+        question = _clean(line)
         if not question:
             continue
         if len(question) > MAX_SEED_CHARS:
