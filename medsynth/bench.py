@@ -20,7 +20,7 @@ from typing import Any, Callable, ContextManager
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from medsynth import corpora, evaluate
+from medsynth import corpora, diagnose, evaluate
 from medsynth.errors import MedsynthError
 from medsynth.spec import TaskSpec
 from medsynth.tokenize import detokenize, tokenize
@@ -265,9 +265,12 @@ def _fmt_ci(ci: tuple[float, float] | list[float]) -> str:
 
 
 def report(out: Path, title: str = "benchmark") -> dict:
-    """Scores, CIs and speed for every stored system → scores.json, scores.csv, table.md, plot.png."""
-    return write_report(out, title, lambda f: evaluate.scores_from_records(evaluate.read_records(f)), _write_csv,
-                        _table, _plot)
+    """Scores, CIs and speed for every stored system → scores.json, scores.csv, table.md, plot.png, and where
+    each system's errors come from → errors.json, errors.md (`medsynth.diagnose`)."""
+    results = write_report(out, title, lambda f: evaluate.scores_from_records(evaluate.read_records(f)),
+                           _write_csv, _table, _plot)
+    diagnose.write_error_report(out, _ordered(results), title)
+    return results
 
 
 def write_report(out: Path, title: str, score: Callable[[Path], dict], write_csv: Callable[[Path, dict], None],

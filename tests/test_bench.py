@@ -95,6 +95,9 @@ def test_bench_end_to_end_and_report_from_predictions(tmp_path, data_dir, synthe
     assert (out / "plot.png").stat().st_size > 1000
     table = (out / "table.md").read_text()
     assert "| zero-shot | 100.0 | 100.0 | 100.0 |" in table
+    errors = json.loads((out / "errors.json").read_text())
+    assert errors["zero-shot"]["false_positives"]["spurious"] == 0 and errors["zero-shot"]["overlap"]["f1"] == 1.0
+    assert "| synthetic |" in (out / "errors.md").read_text()
     before = (out / "scores.json").read_text()
     (out / "scores.json").unlink()
     report(out, title="again")
