@@ -247,9 +247,11 @@ def cmd_export(args: argparse.Namespace) -> int:
                       format=ident.get("format", "json"), progress=False, curate=_curate_config(args))
     Path(args.out).mkdir(parents=True, exist_ok=True)
     stats = export_existing(cfg, source=src)
-    dropped = stats["curation"]["input"] - stats["kept"]
-    print(f"exported the first {stats['curation']['input']} examples of {src} to {args.out}"
-          + (f" ({dropped} dropped by curation)" if dropped else ""))
+    cur = stats["curation"]
+    dropped, added = sum(cur["dropped"].values()), sum(cur.get("added", {}).values())
+    print(f"exported the first {cur['input']} examples of {src} to {args.out}"
+          + (f" ({dropped} dropped by curation)" if dropped else "")
+          + (f" ({added} copies added by curation)" if added else ""))
     return 0
 
 
@@ -258,6 +260,8 @@ def _add_curate_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--dedup", action="store_true", help="drop exact and near-duplicate sentences (MinHash)")
     g.add_argument("--dedup-threshold", type=float, default=0.8, help="word 3-shingle Jaccard (default 0.8)")
     g.add_argument("--drop-phi", action="store_true", help="drop sentences the privacy screen flags")
+    g.add_argument("--reuse-abbreviations", action="store_true",
+                   help="add a copy of each sentence that defines an abbreviation, with the abbreviation alone")
 
 
 def _curate_config(args: argparse.Namespace):
@@ -265,7 +269,8 @@ def _curate_config(args: argparse.Namespace):
 
     if not 0 < args.dedup_threshold <= 1:
         raise UsageError("must be in (0, 1]", field="--dedup-threshold", value=args.dedup_threshold)
-    return CurateConfig(dedup=args.dedup, dedup_threshold=args.dedup_threshold, drop_phi=args.drop_phi)
+    return CurateConfig(dedup=args.dedup, dedup_threshold=args.dedup_threshold, drop_phi=args.drop_phi,
+                        reuse_abbreviations=args.reuse_abbreviations)
 
 
 def build_parser() -> argparse.ArgumentParser:

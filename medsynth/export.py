@@ -19,7 +19,7 @@ from typing import Iterable
 
 from medsynth.spec import TaskSpec
 from medsynth.tokenize import Token, spans_to_bio, tokenize
-from medsynth.types import NO_RELATION, Example, RelPair
+from medsynth.types import DERIVED_FROM, NO_RELATION, Example, RelPair
 
 SPLITS = ("train", "validation")
 
@@ -37,8 +37,8 @@ def split_of(example_id: str, validation_fraction: float = 0.1) -> str:
 
 def _split(examples: list[Example]) -> dict[str, list[Example]]:
     parts: dict[str, list[Example]] = {s: [] for s in SPLITS}
-    for ex in examples:
-        parts[split_of(ex.id)].append(ex)
+    for ex in examples:  # a derived copy goes where its original went, so no sentence is in both splits
+        parts[split_of(ex.meta.get(DERIVED_FROM, ex.id))].append(ex)
     if not parts["validation"] and len(parts["train"]) >= 2:  # tiny runs still get a validation example
         parts["validation"].append(parts["train"].pop())
     return parts
@@ -419,9 +419,11 @@ def quality_report(examples: list[Example], task: TaskSpec, out_dir: Path, quali
     for key, value in extra.items():
         merge_quality_json(out_dir, key, value)
     section = card_section(summary, extra)
-    if curation and (curation.get("dropped") or curation.get("judge_scored")):
+    if curation and (curation.get("dropped") or curation.get("judge_scored") or curation.get("added")):
         dropped = ", ".join(f"{k} {v}" for k, v in curation["dropped"].items()) or "none"
-        section += (f"\n### Curation\nExported {curation['output']} of {curation['input']} kept examples "
-                    f"(dropped: {dropped}); judge scores attached to {curation['judge_scored']} "
-                    "(HF columns `score` and `weight` = score/5).\n")
+        added = ", ".join(f"{k} {v}" for k, v in curation.get("added", {}).items() if v) or "none"
+        section += (f"\n### Curation\nExported {curation['output']} examples from {curation['input']} kept ones "
+                    f"(dropped: {dropped}; added copies: {added}); judge scores attached to "
+                    f"{curation['judge_scored']} (HF columns `score` and `weight` = score/5). A copy with "
+                    "`abbreviation_alone` repeats a generated sentence with its defined abbreviation used alone.\n")
     return {"summary": summary, "card": section}

@@ -10,6 +10,9 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+#: Example.meta key naming the example a derived copy was made from (export puts both in one split).
+DERIVED_FROM = "derived_from"
+
 
 class Entity(BaseModel):
     start: int = Field(ge=0)

@@ -86,3 +86,102 @@ def test_bad_dedup_threshold_is_a_usage_error(cache_env, capsys):
     assert main(["export", "--run", str(out), "--n", "2", "--out", str(cache_env / "x"), "--dedup-threshold", "0"]) == 2
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "--dedup-threshold" in err and "Traceback" not in err
+
+
+# -- --reuse-abbreviations: copies with the defined abbreviation used alone ------------------------------------
+
+from medsynth.export import _split  # noqa: E402
+from medsynth.quality.augment import abbreviation_copies  # noqa: E402
+from medsynth.types import DERIVED_FROM, Entity, Example, Relation  # noqa: E402
+
+
+def _ex(text: str, mentions: list[tuple[str, str]], ex_id: str = "e1", **kw) -> Example:
+    ents, pos = [], 0
+    for mention, label in mentions:
+        start = text.index(mention, pos)
+        ents.append(Entity(start=start, end=start + len(mention), label=label, text=mention))
+        pos = start + len(mention)
+    return Example(id=ex_id, text=text, entities=ents, **kw)
+
+
+def test_a_defined_abbreviation_gets_a_copy_where_it_stands_alone():
+    ex = _ex("Patients with myotonic dystrophy (DM) and cataract were seen.",
+             [("myotonic dystrophy", "Disease"), ("DM", "Disease"), ("cataract", "Disease")])
+    copies, skipped = abbreviation_copies([ex])
+    assert skipped == 0 and len(copies) == 1
+    copy = copies[0]
+    assert copy.text == "Patients with DM and cataract were seen."
+    assert [(e.text, e.label) for e in copy.entities] == [("DM", "Disease"), ("cataract", "Disease")]
+    assert copy.check_spans() == [] and copy.meta[DERIVED_FROM] == "e1" and copy.id != ex.id
+
+
+def test_no_copy_without_a_real_abbreviation_of_the_same_type():
+    cases = [
+        _ex("A case of myotonic dystrophy (DM) was seen.", [("myotonic dystrophy", "Disease"), ("DM", "Chemical")]),
+        _ex("A case of ectodermal dysplasia (Dysplasia) was seen.",  # not abbreviation-shaped
+            [("ectodermal dysplasia", "Disease"), ("Dysplasia", "Disease")]),
+        _ex("A case of myotonic dystrophy, DM, was seen.", [("myotonic dystrophy", "Disease"), ("DM", "Disease")]),
+        _ex("A case of myotonic dystrophy (DM was seen.", [("myotonic dystrophy", "Disease"), ("DM", "Disease")]),
+    ]
+    assert abbreviation_copies(cases) == ([], 0)
+
+
+def test_examples_with_relations_are_skipped_and_counted():
+    ex = _ex("Cisplatin (CDDP) caused nephrotoxicity.", [("Cisplatin", "Chemical"), ("CDDP", "Chemical"),
+                                                          ("nephrotoxicity", "Disease")],
+             relations=[Relation(head=0, tail=2, label="CID")])
+    assert abbreviation_copies([ex]) == ([], 1)
+
+
+def test_two_definitions_give_two_copies_and_later_spans_shift():
+    ex = _ex("Both Duchenne muscular dystrophy (DMD) and cystic fibrosis (CF) are inherited; CF is common.",
+             [("Duchenne muscular dystrophy", "Disease"), ("DMD", "Disease"), ("cystic fibrosis", "Disease"),
+              ("CF", "Disease"), ("CF", "Disease")])
+    copies, _ = abbreviation_copies([ex])
+    assert [c.text for c in copies] == [
+        "Both DMD and cystic fibrosis (CF) are inherited; CF is common.",
+        "Both Duchenne muscular dystrophy (DMD) and CF are inherited; CF is common."]
+    assert all(c.check_spans() == [] for c in copies) and len({c.id for c in copies}) == 2
+
+
+def test_a_copy_lands_in_the_split_of_its_original():
+    originals = [Example(id=f"ner-{i:06d}", text="x") for i in range(200)]
+    copies = [Example(id=f"{o.id}-abbr1", text="y", meta={DERIVED_FROM: o.id}) for o in originals]
+    parts = _split(originals + copies)
+    for split, exs in parts.items():
+        ids = {e.id for e in exs}
+        assert all((c.id in ids) == (c.meta[DERIVED_FROM] in ids) for c in copies), split
+
+
+def _defines_abbreviation(request: dict) -> str:
+    """The fake generator's answer, with every sentence also defining an abbreviation (both labelled)."""
+    raw = fake_generator.answer(request)
+    if not raw.startswith("{"):
+        return raw
+    obj = json.loads(raw)
+    obj["text"] += " A history of myotonic dystrophy (DM) was noted."
+    obj["entities"] += [{"text": "myotonic dystrophy", "label": "Disease"}, {"text": "DM", "label": "Disease"}]
+    return json.dumps(obj)
+
+
+def test_export_reuse_abbreviations_end_to_end(cache_env, capsys):
+    out = cache_env / "run"
+    with LLMDouble(_defines_abbreviation) as double:
+        assert build_with_double("ner", double, out, 6) == 0
+    cut = cache_env / "cut"
+    capsys.readouterr()
+    assert main(["export", "--run", str(out), "--n", "6", "--out", str(cut), "--reuse-abbreviations"]) == 0
+    defining = sum("(DM)" in r["text"] for r in data_rows(out))  # a prose-wrapped answer was not extended
+    assert defining >= 4
+    assert f"({defining} copies added by curation)" in capsys.readouterr().out
+    rows = data_rows(cut)
+    alone = [r for r in rows if r["meta"].get("augment") == "abbreviation_alone"]
+    assert len(rows) == 6 + defining and len(alone) == defining
+    assert all("A history of DM was noted." in r["text"] for r in alone)
+    stats = json.loads((cut / "stats.json").read_text())
+    assert stats["curation"]["added"] == {"abbreviation_alone": defining}
+    assert f"added copies: abbreviation_alone {defining}" in (cut / "README.md").read_text()
+    dd = load_from_disk(str(cut / "hf"))
+    assert len(dd["train"]) + len(dd["validation"]) == 6 + defining
+    with RunStore(out, lock=False) as store:
+        assert store.count_examples() == 6  # copies live in the export only

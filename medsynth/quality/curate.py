@@ -8,9 +8,11 @@ dataset holds and how much each example counts, without touching the store:
   `weight` column score/5 (for `train --use-weights`, soft weights) — flexible control instead of mandatory
   filtering, and the choice is made at training time;
 - `dedup` drops exact and near-duplicates (the first of each cluster stays);
-- `drop_phi` drops examples the privacy screen flags.
+- `drop_phi` drops examples the privacy screen flags;
+- `reuse_abbreviations` adds, after the drops, a copy of each sentence that defines an abbreviation with the
+  abbreviation used alone (`medsynth.quality.augment`).
 
-Every drop is counted in the returned report, which the dataset card and quality.json show.
+Every drop and every added copy is counted in the returned report, which the dataset card and quality.json show.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ class CurateConfig(BaseModel):
     dedup: bool = False
     dedup_threshold: float = Field(default=0.8, gt=0, le=1)
     drop_phi: bool = False
+    reuse_abbreviations: bool = False
 
 
 def attach_judge_scores(examples: Sequence[Example], run_dir: Path | None) -> tuple[list[Example], int]:
@@ -61,5 +64,13 @@ def curate(examples: Sequence[Example], run_dir: Path | None, cfg: CurateConfig 
         flagged = scan(kept)
         report["dropped"]["phi"] = sum(1 for ex in kept if flagged.get(ex.id))
         kept = [ex for ex in kept if not flagged.get(ex.id)]
+    if cfg.reuse_abbreviations:
+        from medsynth.quality.augment import abbreviation_copies
+
+        copies, skipped = abbreviation_copies(kept)
+        kept = kept + copies
+        report["added"] = {"abbreviation_alone": len(copies)}
+        if skipped:
+            report["not_augmented_with_relations"] = skipped
     report["output"] = len(kept)
     return kept, report
