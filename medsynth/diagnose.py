@@ -85,29 +85,28 @@ def sentence_errors(tokens: Sequence[str], gold: Sequence[str], pred: Sequence[s
     counts overlap_pred (predictions that overlap a gold entity of their type) and overlap_gold (gold
     entities overlapped by a prediction of their type)."""
     gs, ps = iob2_spans(gold), iob2_spans(pred)
-    gset, pset = set(gs), set(ps)
-    c: Counter = Counter(predicted=len(ps), gold=len(gs), correct=len(gset & pset))
-    for p in ps:
-        c["overlap_pred"] += any(_overlaps(p, g) and g[2] == p[2] for g in gs)
-        if p in gset:
-            continue
-        kind, other = _kind(p, gs)
-        kind = "spurious" if kind == "none" else kind
-        c[f"pred:{kind}"] += 1
-        if kind == "boundary":
-            c[f"boundary:{_boundary_kind(p, other)}"] += 1
-        if kind == "spurious":
-            c[f"spurious:{shape(tokens[p[0]:p[1]])}"] += 1
-    for g in gs:
-        c["overlap_gold"] += any(_overlaps(g, p) and g[2] == p[2] for p in ps)
-        if g in pset:
-            continue
-        kind, _ = _kind(g, ps)
-        kind = "missed" if kind == "none" else kind
-        c[f"gold:{kind}"] += 1
-        if kind == "missed":
-            c[f"missed:{shape(tokens[g[0]:g[1]])}"] += 1
+    c: Counter = Counter(predicted=len(ps), gold=len(gs), correct=len(set(gs) & set(ps)))
+    _count_side(c, tokens, ps, gs, "pred", "spurious")
+    _count_side(c, tokens, gs, ps, "gold", "missed")
     return c
+
+
+def _count_side(c: Counter, tokens: Sequence[str], spans: list[Span], others: list[Span], side: str,
+                none_kind: str) -> None:
+    """Add one side's counts: predictions against gold (`side` "pred", an unmatched one is "spurious") or gold
+    against predictions ("gold", "missed"). Boundary details are kept for the predicted side only."""
+    other_set = set(others)
+    for s in spans:
+        c[f"overlap_{side}"] += any(_overlaps(s, o) and o[2] == s[2] for o in others)
+        if s in other_set:
+            continue
+        kind, other = _kind(s, others)
+        kind = none_kind if kind == "none" else kind
+        c[f"{side}:{kind}"] += 1
+        if kind == none_kind:
+            c[f"{none_kind}:{shape(tokens[s[0]:s[1]])}"] += 1
+        elif kind == "boundary" and side == "pred":
+            c[f"boundary:{_boundary_kind(s, other)}"] += 1
 
 
 def _f1(p: float, r: float) -> float:
