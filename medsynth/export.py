@@ -424,6 +424,7 @@ def quality_report(examples: list[Example], task: TaskSpec, out_dir: Path, quali
         added = ", ".join(f"{k} {v}" for k, v in curation.get("added", {}).items() if v) or "none"
         section += (f"\n### Curation\nExported {curation['output']} examples from {curation['input']} kept ones "
                     f"(dropped: {dropped}; added copies: {added}); judge scores attached to "
-                    f"{curation['judge_scored']} (HF columns `score` and `weight` = score/5). A copy with "
-                    "`abbreviation_alone` repeats a generated sentence with its defined abbreviation used alone.\n")
+                    f"{curation['judge_scored']} (HF columns `score` and `weight` = score/5)."
+                    + (" A copy with `abbreviation_alone` repeats a generated sentence with its defined abbreviation "
+                       "used alone." if curation.get("added") else "") + "\n")
     return {"summary": summary, "card": section}
