@@ -267,9 +267,14 @@ def _fmt_ci(ci: tuple[float, float] | list[float]) -> str:
 def report(out: Path, title: str = "benchmark") -> dict:
     """Scores, CIs and speed for every stored system → scores.json, scores.csv, table.md, plot.png, and where
     each system's errors come from → errors.json, errors.md (`medsynth.diagnose`)."""
-    results = write_report(out, title, lambda f: evaluate.scores_from_records(evaluate.read_records(f)),
-                           _write_csv, _table, _plot)
-    diagnose.write_error_report(out, _ordered(results), title)
+    rows: dict[str, list[dict]] = {}  # each predictions file is read once, for its scores and its errors
+
+    def score(f: Path) -> dict:
+        rows[f.stem] = evaluate.read_records(f)
+        return evaluate.scores_from_records(rows[f.stem])
+
+    results = write_report(out, title, score, _write_csv, _table, _plot)
+    diagnose.write_error_report(out, rows, _ordered(results), title)
     return results
 
 

@@ -19,7 +19,6 @@ from collections import Counter
 from pathlib import Path
 from typing import Sequence
 
-from medsynth import evaluate
 from medsynth.evaluate import Span, iob2_spans
 
 #: Kinds of a predicted entity that is not in gold (strictly), and of a gold entity that was not predicted.
@@ -167,12 +166,11 @@ def errors_table(results: dict[str, dict], order: list[str], title: str) -> str:
         "gap to strict F1 is the cost of boundary conventions. Abbreviations: short, mostly upper-case forms.\n")
 
 
-def write_error_report(out: Path, order: list[str], title: str) -> dict:
-    """errors.json and errors.md for every stored predictions file under OUT/predictions."""
+def write_error_report(out: Path, rows_by_system: dict[str, list[dict]], order: list[str], title: str) -> dict:
+    """errors.json and errors.md in OUT for the stored prediction rows of each system (read once by the caller,
+    which scores the same rows)."""
     out = Path(out)
-    results = {}
-    for f in sorted((out / "predictions").glob("*.jsonl")):
-        results[f.stem] = error_summary(evaluate.read_records(f))
+    results = {name: error_summary(rows) for name, rows in sorted(rows_by_system.items())}
     (out / "errors.json").write_text(json.dumps(results, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     (out / "errors.md").write_text(errors_table(results, [n for n in order if n in results], title),
                                    encoding="utf-8")

@@ -96,12 +96,9 @@ def test_every_entity_is_counted_once_and_overlap_scores_bound_strict_ones():
 
 
 def test_error_report_files_and_table(tmp_path):
-    pred_dir = tmp_path / "predictions"
-    pred_dir.mkdir()
     rows = [{"system": "zero-shot", "source": "t:1", "tokens": TOKENS, "gold": GOLD,
              "pred": _tags(12, [(3, 5, "Disease"), (9, 10, "Disease")])}]
-    evaluate.write_records(pred_dir / "zero-shot.jsonl", rows)
-    results = diagnose.write_error_report(tmp_path, ["zero-shot"], "demo")
+    results = diagnose.write_error_report(tmp_path, {"zero-shot": rows}, ["zero-shot"], "demo")
     assert json.loads((tmp_path / "errors.json").read_text()) == results
     table = (tmp_path / "errors.md").read_text()
     # strict 0/2 correct; overlap: 1 of 2 predictions and 1 of 2 gold entities overlap → 50.0
