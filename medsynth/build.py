@@ -230,7 +230,7 @@ def finish(store: RunStore, cfg: BuildConfig, identity: dict, run_info: dict, ll
         "notes": "llm_calls, cache_hits, retries, seconds and this_run describe this invocation; the other "
                  "counters cover every request that produced this dataset (cumulative over resumes).",
     }
-    examples, curated = curate(examples, store.out_dir, cfg.curate)
+    examples, curated = curate(examples, store.out_dir, cfg.curate, cfg.task)
     stats["kept"], stats["curation"] = len(examples), curated
     if cfg.reference_card is not None:
         stats["reference"] = cfg.reference_card

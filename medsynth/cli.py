@@ -97,7 +97,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     out = Path(args.out or f"runs/{args.kind}")
     cfg = BuildConfig(task=task, n=args.n or 200, out=out, seed=args.seed, format=args.format,
                       temperature=args.temperature, max_tokens=args.max_tokens, progress=not args.no_progress,
-                      curate=_curate_config(args))
+                      curate=_curate_config(args, task))
     if args.annotate:
         cfg = _annotate_config(cfg, args)
     if args.reference:
@@ -244,14 +244,16 @@ def cmd_export(args: argparse.Namespace) -> int:
         ident = store.identity()
     task = get_task(str(ident.get("task", "")), args.task_file)  # the exact version that built the run
     cfg = BuildConfig(task=task, n=args.n, out=Path(args.out), seed=ident.get("seed", 13),
-                      format=ident.get("format", "json"), progress=False, curate=_curate_config(args))
+                      format=ident.get("format", "json"), progress=False, curate=_curate_config(args, task))
     Path(args.out).mkdir(parents=True, exist_ok=True)
     stats = export_existing(cfg, source=src)
     cur = stats["curation"]
     dropped, added = sum(cur["dropped"].values()), sum(cur.get("added", {}).values())
+    moved = sum(v for k, v in cur.get("relabelled", {}).items() if k != "examples_changed")
     print(f"exported the first {cur['input']} examples of {src} to {args.out}"
           + (f" ({dropped} dropped by curation)" if dropped else "")
-          + (f" ({added} copies added by curation)" if added else ""))
+          + (f" ({added} copies added by curation)" if added else "")
+          + (f" ({moved} span boundaries moved by the span rules)" if moved else ""))
     return 0
 
 
@@ -262,15 +264,20 @@ def _add_curate_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--drop-phi", action="store_true", help="drop sentences the privacy screen flags")
     g.add_argument("--reuse-abbreviations", action="store_true",
                    help="add a copy of each sentence that defines an abbreviation, with the abbreviation alone")
+    g.add_argument("--apply-span-rules", action="store_true",
+                   help="move span boundaries over the words the task's labels declare in span_include/span_exclude")
 
 
-def _curate_config(args: argparse.Namespace):
+def _curate_config(args: argparse.Namespace, task):
     from medsynth.quality.curate import CurateConfig
 
     if not 0 < args.dedup_threshold <= 1:
         raise UsageError("must be in (0, 1]", field="--dedup-threshold", value=args.dedup_threshold)
+    if args.apply_span_rules and not any(lab.span_include or lab.span_exclude for lab in task.labels):
+        raise UsageError(f"task {task.registry_name} declares no span_include or span_exclude words on any label",
+                         field="--apply-span-rules", value=True)
     return CurateConfig(dedup=args.dedup, dedup_threshold=args.dedup_threshold, drop_phi=args.drop_phi,
-                        reuse_abbreviations=args.reuse_abbreviations)
+                        reuse_abbreviations=args.reuse_abbreviations, span_rules=args.apply_span_rules)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -419,12 +419,16 @@ def quality_report(examples: list[Example], task: TaskSpec, out_dir: Path, quali
     for key, value in extra.items():
         merge_quality_json(out_dir, key, value)
     section = card_section(summary, extra)
-    if curation and (curation.get("dropped") or curation.get("judge_scored") or curation.get("added")):
+    if curation and any(curation.get(k) for k in ("dropped", "judge_scored", "added", "relabelled")):
         dropped = ", ".join(f"{k} {v}" for k, v in curation["dropped"].items()) or "none"
         added = ", ".join(f"{k} {v}" for k, v in curation.get("added", {}).items() if v) or "none"
+        moved = curation.get("relabelled")
         section += (f"\n### Curation\nExported {curation['output']} examples from {curation['input']} kept ones "
                     f"(dropped: {dropped}; added copies: {added}); judge scores attached to "
                     f"{curation['judge_scored']} (HF columns `score` and `weight` = score/5)."
+                    + (f" The task's span rules extended {moved['span_extended']} spans over words its labels put "
+                       f"inside and trimmed {moved['span_trimmed']} that started with words they keep out "
+                       f"({moved['examples_changed']} examples changed)." if moved else "")
                     + (" A copy with `abbreviation_alone` repeats a generated sentence with its defined abbreviation "
                        "used alone." if curation.get("added") else "") + "\n")
     return {"summary": summary, "card": section}

@@ -28,6 +28,11 @@ class LabelSpec(BaseModel):
     definition: str = Field(min_length=3)
     positive_examples: list[str] = Field(default_factory=list, description="mentions that ARE this label")
     negative_examples: list[str] = Field(default_factory=list, description="look-alikes that are NOT this label")
+    span_include: list[str] = Field(default_factory=list, description=(
+        "words that belong inside this label's span when they directly precede it (e.g. 'hereditary'); "
+        "`export --apply-span-rules` extends generated spans over them"))
+    span_exclude: list[str] = Field(default_factory=list, description=(
+        "words that never start this label's span (e.g. 'severe'); `export --apply-span-rules` trims them"))
 
     @field_validator("name")
     @classmethod
@@ -36,6 +41,14 @@ class LabelSpec(BaseModel):
         if not LABEL_RE.match(v):
             raise ValueError("must start with a letter and hold only letters, digits, '_' or '-' (max 40)")
         return v
+
+    @field_validator("span_include", "span_exclude")
+    @classmethod
+    def _words_ok(cls, v: list[str]) -> list[str]:
+        # An empty word would match before every span and extend it over nothing forever.
+        if any(not w.strip() for w in v):
+            raise ValueError("holds an empty word")
+        return [w.strip() for w in v]
 
 
 class RelationSpec(BaseModel):

@@ -13,6 +13,8 @@ import pytest
 
 from medsynth.cli import main
 from medsynth.llm.client import forget_endpoint_modes
+from medsynth.types import Entity, Example
+from tests import fake_generator
 from tests.llm_double import LLMDouble
 
 
@@ -39,6 +41,38 @@ def build_with_double(kind: str, double: LLMDouble, out: Path, n: int, *extra: s
                  "--model", "double-model", "--no-progress", *extra])
 
 
+def built_run(root: Path, respond, n: int = 6) -> Path:
+    """root/run: `build ner` of n examples answered by `respond` through the loopback double."""
+    out = root / "run"
+    with LLMDouble(respond) as double:
+        assert build_with_double("ner", double, out, n) == 0
+    return out
+
+
 def data_rows(out: Path) -> list[dict]:
     """The rows of a run's data.jsonl."""
     return [json.loads(x) for x in (out / "data.jsonl").read_text().splitlines()]
+
+
+def example_from(text: str, mentions: list[tuple[str, str]], ex_id: str = "e1", **kw) -> Example:
+    """An Example whose entities are the given (mention, label) pairs, found left to right in `text`."""
+    ents, pos = [], 0
+    for mention, label in mentions:
+        start = text.index(mention, pos)
+        ents.append(Entity(start=start, end=start + len(mention), label=label, text=mention))
+        pos = start + len(mention)
+    return Example(id=ex_id, text=text, entities=ents, **kw)
+
+
+def with_extra_sentence(sentence: str, mentions: list[tuple[str, str]]):
+    """A responder: the fake generator's answer plus `sentence` and its labelled mentions. Prose-wrapped and
+    garbage answers pass unchanged, as a real LLM's odd answers would."""
+    def respond(request: dict) -> str:
+        raw = fake_generator.answer(request)
+        if not raw.startswith("{"):
+            return raw
+        obj = json.loads(raw)
+        obj["text"] += " " + sentence
+        obj["entities"] += [{"text": t, "label": lab} for t, lab in mentions]
+        return json.dumps(obj)
+    return respond

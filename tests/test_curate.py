@@ -13,7 +13,8 @@ from medsynth.quality.judge import JudgeStore
 from medsynth.quality.privacy import scan
 from medsynth.store import RunStore
 from tests import fake_generator
-from tests.helpers import build_with_double, cache_env, data_rows  # noqa: F401  (fixtures)
+from tests.helpers import (build_with_double, built_run, cache_env, data_rows, example_from,  # noqa: F401
+                           with_extra_sentence)
 from tests.llm_double import LLMDouble
 
 
@@ -92,20 +93,11 @@ def test_bad_dedup_threshold_is_a_usage_error(cache_env, capsys):
 
 from medsynth.export import _split  # noqa: E402
 from medsynth.quality.augment import abbreviation_copies  # noqa: E402
-from medsynth.types import DERIVED_FROM, Entity, Example, Relation  # noqa: E402
-
-
-def _ex(text: str, mentions: list[tuple[str, str]], ex_id: str = "e1", **kw) -> Example:
-    ents, pos = [], 0
-    for mention, label in mentions:
-        start = text.index(mention, pos)
-        ents.append(Entity(start=start, end=start + len(mention), label=label, text=mention))
-        pos = start + len(mention)
-    return Example(id=ex_id, text=text, entities=ents, **kw)
+from medsynth.types import DERIVED_FROM, Example, Relation  # noqa: E402
 
 
 def test_a_defined_abbreviation_gets_a_copy_where_it_stands_alone():
-    ex = _ex("Patients with myotonic dystrophy (DM) and cataract were seen.",
+    ex = example_from("Patients with myotonic dystrophy (DM) and cataract were seen.",
              [("myotonic dystrophy", "Disease"), ("DM", "Disease"), ("cataract", "Disease")])
     copies, skipped = abbreviation_copies([ex])
     assert skipped == 0 and len(copies) == 1
@@ -117,24 +109,24 @@ def test_a_defined_abbreviation_gets_a_copy_where_it_stands_alone():
 
 def test_no_copy_without_a_real_abbreviation_of_the_same_type():
     cases = [
-        _ex("A case of myotonic dystrophy (DM) was seen.", [("myotonic dystrophy", "Disease"), ("DM", "Chemical")]),
-        _ex("A case of ectodermal dysplasia (Dysplasia) was seen.",  # not abbreviation-shaped
+        example_from("A case of myotonic dystrophy (DM) was seen.", [("myotonic dystrophy", "Disease"), ("DM", "Chemical")]),
+        example_from("A case of ectodermal dysplasia (Dysplasia) was seen.",  # not abbreviation-shaped
             [("ectodermal dysplasia", "Disease"), ("Dysplasia", "Disease")]),
-        _ex("A case of myotonic dystrophy, DM, was seen.", [("myotonic dystrophy", "Disease"), ("DM", "Disease")]),
-        _ex("A case of myotonic dystrophy (DM was seen.", [("myotonic dystrophy", "Disease"), ("DM", "Disease")]),
+        example_from("A case of myotonic dystrophy, DM, was seen.", [("myotonic dystrophy", "Disease"), ("DM", "Disease")]),
+        example_from("A case of myotonic dystrophy (DM was seen.", [("myotonic dystrophy", "Disease"), ("DM", "Disease")]),
     ]
     assert abbreviation_copies(cases) == ([], 0)
 
 
 def test_examples_with_relations_are_skipped_and_counted():
-    ex = _ex("Cisplatin (CDDP) caused nephrotoxicity.", [("Cisplatin", "Chemical"), ("CDDP", "Chemical"),
+    ex = example_from("Cisplatin (CDDP) caused nephrotoxicity.", [("Cisplatin", "Chemical"), ("CDDP", "Chemical"),
                                                           ("nephrotoxicity", "Disease")],
              relations=[Relation(head=0, tail=2, label="CID")])
     assert abbreviation_copies([ex]) == ([], 1)
 
 
 def test_two_definitions_give_two_copies_and_later_spans_shift():
-    ex = _ex("Both Duchenne muscular dystrophy (DMD) and cystic fibrosis (CF) are inherited; CF is common.",
+    ex = example_from("Both Duchenne muscular dystrophy (DMD) and cystic fibrosis (CF) are inherited; CF is common.",
              [("Duchenne muscular dystrophy", "Disease"), ("DMD", "Disease"), ("cystic fibrosis", "Disease"),
               ("CF", "Disease"), ("CF", "Disease")])
     copies, _ = abbreviation_copies([ex])
@@ -153,21 +145,12 @@ def test_a_copy_lands_in_the_split_of_its_original():
         assert all((c.id in ids) == (c.meta[DERIVED_FROM] in ids) for c in copies), split
 
 
-def _defines_abbreviation(request: dict) -> str:
-    """The fake generator's answer, with every sentence also defining an abbreviation (both labelled)."""
-    raw = fake_generator.answer(request)
-    if not raw.startswith("{"):
-        return raw
-    obj = json.loads(raw)
-    obj["text"] += " A history of myotonic dystrophy (DM) was noted."
-    obj["entities"] += [{"text": "myotonic dystrophy", "label": "Disease"}, {"text": "DM", "label": "Disease"}]
-    return json.dumps(obj)
+_DEFINES_ABBREVIATION = with_extra_sentence(  # every sentence also defines an abbreviation, both labelled
+    "A history of myotonic dystrophy (DM) was noted.", [("myotonic dystrophy", "Disease"), ("DM", "Disease")])
 
 
 def test_export_reuse_abbreviations_end_to_end(cache_env, capsys):
-    out = cache_env / "run"
-    with LLMDouble(_defines_abbreviation) as double:
-        assert build_with_double("ner", double, out, 6) == 0
+    out = built_run(cache_env, _DEFINES_ABBREVIATION)
     cut = cache_env / "cut"
     capsys.readouterr()
     assert main(["export", "--run", str(out), "--n", "6", "--out", str(cut), "--reuse-abbreviations"]) == 0

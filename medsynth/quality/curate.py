@@ -9,6 +9,8 @@ dataset holds and how much each example counts, without touching the store:
   filtering, and the choice is made at training time;
 - `dedup` drops exact and near-duplicates (the first of each cluster stays);
 - `drop_phi` drops examples the privacy screen flags;
+- `span_rules` moves span boundaries over the boundary words the task's labels declare
+  (`medsynth.quality.span_rules`);
 - `reuse_abbreviations` adds, after the drops, a copy of each sentence that defines an abbreviation with the
   abbreviation used alone (`medsynth.quality.augment`).
 
@@ -22,6 +24,7 @@ from typing import Sequence
 
 from pydantic import BaseModel, Field
 
+from medsynth.spec import TaskSpec
 from medsynth.types import Example
 
 
@@ -30,6 +33,7 @@ class CurateConfig(BaseModel):
     dedup_threshold: float = Field(default=0.8, gt=0, le=1)
     drop_phi: bool = False
     reuse_abbreviations: bool = False
+    span_rules: bool = False
 
 
 def attach_judge_scores(examples: Sequence[Example], run_dir: Path | None) -> tuple[list[Example], int]:
@@ -48,9 +52,10 @@ def attach_judge_scores(examples: Sequence[Example], run_dir: Path | None) -> tu
     return out, scored
 
 
-def curate(examples: Sequence[Example], run_dir: Path | None, cfg: CurateConfig | None = None
-           ) -> tuple[list[Example], dict]:
-    """The exported dataset and a report of what curation did (scores attached, examples dropped and why)."""
+def curate(examples: Sequence[Example], run_dir: Path | None, cfg: CurateConfig | None = None,
+           task: TaskSpec | None = None) -> tuple[list[Example], dict]:
+    """The exported dataset and a report of what curation did (scores attached, examples dropped and why,
+    boundaries moved, copies added). `task` supplies the span rules."""
     from medsynth.quality.dedup import dedup
     from medsynth.quality.privacy import scan
 
@@ -64,6 +69,10 @@ def curate(examples: Sequence[Example], run_dir: Path | None, cfg: CurateConfig 
         flagged = scan(kept)
         report["dropped"]["phi"] = sum(1 for ex in kept if flagged.get(ex.id))
         kept = [ex for ex in kept if not flagged.get(ex.id)]
+    if cfg.span_rules and task is not None:  # before the copies, so that they inherit repaired spans
+        from medsynth.quality.span_rules import apply_span_rules
+
+        kept, report["relabelled"] = apply_span_rules(kept, task)
     if cfg.reuse_abbreviations:
         from medsynth.quality.augment import abbreviation_copies
 

@@ -1,0 +1,84 @@
+"""Span rules: make generated span boundaries follow the boundary words the task file declares.
+
+A task's guidelines say which words belong inside a span ("hereditary", "autosomal dominant" before a disease)
+and which never start one ("severe"). The LLM reads those guidelines but does not always follow them: in the
+reference-matched NCBI-disease run 39 of 95 inheritance modifiers sit just outside the Disease span
+(`benchmarks/results/label-conventions.md`), and the trained model then stops short of the corpus's spans. A
+label's `span_include` and `span_exclude` lists (`medsynth.spec.LabelSpec`) turn those rules into a
+deterministic repair: a span is extended left over an included word that directly precedes it, and trimmed past
+an excluded word it starts with. Only boundaries move: no text changes, no entity is added or dropped, and
+relation indices stay valid.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Sequence
+
+from medsynth.spec import TaskSpec
+from medsynth.types import Entity, Example
+
+SPAN_RULES = "span_rules"  # meta key: how many boundaries of this example the rules moved
+
+
+def _before(words: Sequence[str]) -> re.Pattern | None:
+    """Matches one of `words` (longest first) as whole words ending the text before a span, then whitespace."""
+    if not words:
+        return None
+    alts = "|".join(re.escape(w) for w in sorted(words, key=len, reverse=True))
+    return re.compile(rf"(?<![\w-])(?:{alts})\s+$", re.IGNORECASE)
+
+
+def _leading(words: Sequence[str]) -> re.Pattern | None:
+    """Matches one of `words` as whole words at the start of a span, then whitespace."""
+    if not words:
+        return None
+    alts = "|".join(re.escape(w) for w in sorted(words, key=len, reverse=True))
+    return re.compile(rf"(?:{alts})\s+(?=\S)", re.IGNORECASE)
+
+
+def _free(start: int, end: int, others: Sequence[Entity]) -> bool:
+    """Whether [start, end) touches no other entity: an extension must never create an overlap."""
+    return all(o.end <= start or o.start >= end for o in others)
+
+
+def _extend(text: str, e: Entity, pattern: re.Pattern, others: Sequence[Entity]) -> int:
+    """New start of `e` after extending it left over included words, repeatedly ("familial autosomal dominant")."""
+    start = e.start
+    while (m := pattern.search(text[:start])) and _free(m.start(), start, others):
+        start = m.start()
+    return start
+
+
+def _trim(text: str, start: int, end: int, pattern: re.Pattern) -> int:
+    """New start after dropping excluded leading words; never empties the span."""
+    while (m := pattern.match(text, start, end)) and m.end() < end:
+        start = m.end()
+    return start
+
+
+def apply_span_rules(examples: Sequence[Example], task: TaskSpec) -> tuple[list[Example], dict[str, int]]:
+    """Copies of `examples` with boundaries moved by the task's span rules, and counts of what moved."""
+    include = {lab.name: _before(lab.span_include) for lab in task.labels}
+    exclude = {lab.name: _leading(lab.span_exclude) for lab in task.labels}
+    counts = {"span_extended": 0, "span_trimmed": 0, "examples_changed": 0}
+    out: list[Example] = []
+    for ex in examples:
+        entities, moved = list(ex.entities), 0
+        for i, e in enumerate(entities):
+            start = e.start
+            if include.get(e.label) is not None:
+                start = _extend(ex.text, e, include[e.label], entities[:i] + entities[i + 1:])
+                counts["span_extended"] += start < e.start
+            if exclude.get(e.label) is not None:
+                trimmed = _trim(ex.text, start, e.end, exclude[e.label])
+                counts["span_trimmed"] += trimmed > start
+                start = trimmed
+            if start != e.start:
+                moved += 1
+                entities[i] = e.model_copy(update={"start": start, "text": ex.text[start:e.end]})
+        if moved:
+            counts["examples_changed"] += 1
+            ex = ex.model_copy(update={"entities": entities, "meta": {**ex.meta, SPAN_RULES: moved}})
+        out.append(ex)
+    return out, counts
