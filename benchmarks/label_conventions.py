@@ -114,9 +114,10 @@ def main(args: list[str]) -> None:
     if not run_args or any("=" not in a for a in run_args + test_args):
         raise SystemExit(__doc__.strip().splitlines()[2].strip())
     runs = {n: audit_run(Path(p)) for n, p in (a.split("=", 1) for a in run_args)}
-    tests = {n: audit_test(Path(p)) for n, p in (a.split("=", 1) for a in test_args)}
-    modifiers = {n: {f.stem: modifier_errors(f) for f in sorted((Path(p) / "predictions").glob("*.jsonl"))}
-                 for n, p in (a.split("=", 1) for a in test_args)}
+    test_dirs = {n: Path(p) for n, p in (a.split("=", 1) for a in test_args)}
+    tests = {n: audit_test(d) for n, d in test_dirs.items()}
+    modifiers = {n: {f.stem: modifier_errors(f) for f in sorted((d / "predictions").glob("*.jsonl"))}
+                 for n, d in test_dirs.items()}
     meta = {"date": datetime.now(timezone.utc).date().isoformat(), "machine": f"{_cpu()} ({os.cpu_count()} cores)",
             "command": "python benchmarks/label_conventions.py " + " ".join(args)}
     RESULTS.mkdir(exist_ok=True)

@@ -21,20 +21,21 @@ from medsynth.types import Entity, Example
 SPAN_RULES = "span_rules"  # meta key: how many boundaries of this example the rules moved
 
 
+def _alternation(words: Sequence[str]) -> str | None:
+    """One regex group of `words`, longest first so that "autosomal dominant" wins over a shorter prefix."""
+    return "(?:" + "|".join(re.escape(w) for w in sorted(words, key=len, reverse=True)) + ")" if words else None
+
+
 def _before(words: Sequence[str]) -> re.Pattern | None:
-    """Matches one of `words` (longest first) as whole words ending the text before a span, then whitespace."""
-    if not words:
-        return None
-    alts = "|".join(re.escape(w) for w in sorted(words, key=len, reverse=True))
-    return re.compile(rf"(?<![\w-])(?:{alts})\s+$", re.IGNORECASE)
+    """Matches one of `words` as whole words ending the text before a span, then whitespace."""
+    alts = _alternation(words)
+    return re.compile(rf"(?<![\w-]){alts}\s+$", re.IGNORECASE) if alts else None
 
 
 def _leading(words: Sequence[str]) -> re.Pattern | None:
     """Matches one of `words` as whole words at the start of a span, then whitespace."""
-    if not words:
-        return None
-    alts = "|".join(re.escape(w) for w in sorted(words, key=len, reverse=True))
-    return re.compile(rf"(?:{alts})\s+(?=\S)", re.IGNORECASE)
+    alts = _alternation(words)
+    return re.compile(rf"{alts}\s+(?=\S)", re.IGNORECASE) if alts else None
 
 
 def _free(start: int, end: int, others: Sequence[Entity]) -> bool:
