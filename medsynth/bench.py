@@ -1,7 +1,8 @@
 """Benchmark harness: zero-shot LLM vs. small models trained on synthetic or real data, on a real test split.
 
 Each system's per-sentence predictions are stored (`predictions/<system>.jsonl` plus a `.meta.json` with speed
-and token counts); every table, CSV and plot is recomputed from those files alone (`report`), so committed
+and token counts; a zero-shot system also records its raw LLM answers in `answers/<system>.jsonl`, from which a
+run of hours resumes on any machine); every table, CSV and plot is recomputed from those files alone (`report`), so committed
 results reproduce in seconds without an LLM or a GPU.
 
 Systems:
@@ -200,8 +201,15 @@ def llm_meta(llm: dict) -> dict:
             "prompt_tokens": llm.get("prompt_tokens", 0), "completion_tokens": llm.get("completion_tokens", 0)}
 
 
+def answers_path(out: Path, name: str) -> Path:
+    """Where a zero-shot system's raw answers are recorded (see `medsynth.llm.journal`); a folder of its own, so
+    readers of predictions/*.jsonl never mistake it for a system."""
+    return out / "answers" / f"{name}.jsonl"
+
+
 def _zero_shot_system(name: str, cfg: BenchConfig, test: list[corpora.IOBSentence], mapping: dict[str, str],
                       llm_session: Callable[[], ContextManager]) -> tuple[list[dict], dict]:
+    from medsynth.llm.journal import AnswerJournal
     from medsynth.zeroshot import predict_zero_shot
 
     items = []
@@ -210,14 +218,30 @@ def _zero_shot_system(name: str, cfg: BenchConfig, test: list[corpora.IOBSentenc
         items.append((text, toks))
     shots = _shots_from(cfg.train_data, cfg.shots, cfg.seed)
     with llm_session() as session:
-        tags, info = predict_zero_shot(session.client, cfg.task, items, shots, progress=cfg.progress)
+        # --no-cache asks the LLM again: the recorded answers are started afresh rather than reused.
+        journal = AnswerJournal(answers_path(cfg.out, name), fresh=session.client.cache is None)
+        tags, info = predict_zero_shot(session.client, cfg.task, items, shots, progress=cfg.progress,
+                                       journal=journal)
         model = session.model_name
     mapped = [corpora.map_tags(t, mapping) for t in tags]
-    llm = info["llm"]
-    meta = {"system": name, "model": model, "shots": cfg.shots, "predict_seconds": round(info["seconds"], 2),
-            "sentences_per_second": round(len(test) / max(info["seconds"], 1e-9), 3),
-            **llm_meta(llm), "counters": info["counters"]}
-    return evaluate.predictions_record(test, mapped, name), meta
+    return evaluate.predictions_record(test, mapped, name), zero_shot_meta(name, model, cfg.shots, len(test), info)
+
+
+def zero_shot_meta(name: str, model: str, shots: int, n_sentences: int, info: dict) -> dict:
+    """Speed and cost over the whole run, earlier sessions' recorded answers included.
+
+    `predict_seconds` is the LLM's recorded answering time, and the rate is taken over the answers it timed, so a
+    run resumed across sessions reports the LLM's speed rather than the speed of reading the journal back."""
+    ans, llm = info["answers"], info["llm"]
+    rate = ans["timed_answers"] / ans["llm_seconds"] if ans["llm_seconds"] > 0 else None
+    return {"system": name, "model": model, "shots": shots, "predict_seconds": ans["llm_seconds"],
+            "sentences_per_second": round(rate, 3) if rate is not None else None,
+            "llm_calls": llm.get("llm_calls"), "cache_hits": llm.get("cache_hits"),
+            "answers_from_journal": ans["from_journal"], "answers_timed": ans["timed_answers"],
+            "session_seconds": round(info["seconds"], 2), "n_sentences": n_sentences,
+            "llm_tokens": ans["prompt_tokens"] + ans["completion_tokens"],
+            "prompt_tokens": ans["prompt_tokens"], "completion_tokens": ans["completion_tokens"],
+            "counters": info["counters"]}
 
 
 def check_systems(systems: list[str]) -> None:
@@ -342,7 +366,7 @@ def _table(results: dict, title: str) -> str:
         r = results[name]
         o, m = r["overall"], r["meta"]
         lines.append(f"| {name} | {100 * o['precision']:.1f} | {100 * o['recall']:.1f} | {100 * o['f1']:.1f} | "
-                     f"{_fmt_ci(r['ci']['f1'])} | {r['n_sentences']} | {m.get('sentences_per_second', '')} | "
+                     f"{_fmt_ci(r['ci']['f1'])} | {r['n_sentences']} | {m.get('sentences_per_second') or ''} | "
                      f"{m.get('llm_tokens', '')} |")
     return "\n".join(lines) + "\n\nStrict entity-level scores (seqeval, IOB2); 95% CI from 1000 sentence bootstrap resamples.\n"
 

@@ -104,6 +104,61 @@ def test_bench_end_to_end_and_report_from_predictions(tmp_path, data_dir, synthe
     assert (out / "scores.json").read_text() == before, "reports are a pure function of stored predictions"
 
 
+def _zero_shot_only(out: Path, data_dir: Path, double: LLMDouble, model: str = "double-model", **kw) -> dict:
+    from medsynth.llm.session import llm_session
+
+    cfg = BenchConfig(task=get_task("ncbi-disease"), dataset="ncbi-disease", systems=["zero-shot"], out=out,
+                      data_dir=data_dir, progress=False)
+    return run_bench(cfg, lambda: llm_session(base_url=double.base_url, model=model, **kw))["zero-shot"]
+
+
+def test_zero_shot_answers_are_recorded_and_a_run_resumes_from_them_on_a_fresh_machine(tmp_path, data_dir,
+                                                                                    monkeypatch):
+    out = tmp_path / "bench"
+    answers = out / "answers" / "zero-shot.jsonl"
+    monkeypatch.setenv("MEDSYNTH_CACHE_DIR", str(tmp_path / "cache-1"))
+    with LLMDouble(_oracle) as double:
+        first = _zero_shot_only(out, data_dir, double)
+    preds = (out / "predictions" / "zero-shot.jsonl").read_text()
+    lines = answers.read_text().splitlines()
+    assert len(lines) == 12 and first["meta"]["answers_from_journal"] == 0 and first["meta"]["llm_calls"] == 12
+    assert first["meta"]["sentences_per_second"] > 0 and first["meta"]["answers_timed"] == 12
+
+    # A fresh machine (empty response cache) with a run cut off after 5 answers, mid-way through writing a line.
+    monkeypatch.setenv("MEDSYNTH_CACHE_DIR", str(tmp_path / "cache-2"))
+    answers.write_text("\n".join(lines[:5]) + "\n" + lines[5][:30], encoding="utf-8")
+    with LLMDouble(_oracle) as double:
+        resumed = _zero_shot_only(out, data_dir, double)
+        assert len(double.requests) == 7, "only the sentences without a whole recorded answer are asked"
+    assert resumed["meta"]["answers_from_journal"] == 5 and resumed["meta"]["answers_timed"] == 12
+    assert len(answers.read_text().splitlines()) == 12
+    assert (out / "predictions" / "zero-shot.jsonl").read_text() == preds
+
+    # Everything recorded: an LLM that only talks nonsense is never asked, and the scores stand.
+    monkeypatch.setenv("MEDSYNTH_CACHE_DIR", str(tmp_path / "cache-3"))
+    with LLMDouble(lambda request: {"Disease": ["nonsense"]}) as double:
+        again = _zero_shot_only(out, data_dir, double)
+        assert double.requests == []
+    assert again["overall"]["f1"] == pytest.approx(1.0) and again["meta"]["llm_tokens"] == first["meta"]["llm_tokens"]
+
+    # A different request (another model) does not reuse the recorded answers.
+    with LLMDouble(lambda request: {"Disease": []}, models=("other-model",)) as double:
+        other = _zero_shot_only(out, data_dir, double, model="other-model")
+        assert len(double.requests) == 12
+    assert other["overall"]["f1"] == 0.0
+
+
+def test_a_damaged_answers_file_is_one_error_naming_its_line(tmp_path, data_dir, monkeypatch):
+    monkeypatch.setenv("MEDSYNTH_CACHE_DIR", str(tmp_path / "cache"))
+    answers = tmp_path / "bench" / "answers" / "zero-shot.jsonl"
+    answers.parent.mkdir(parents=True)
+    answers.write_text('{"key": "k", "answer": "{}"}\nnot json\n{"key": "j", "answer": "{}"}\n', encoding="utf-8")
+    with LLMDouble(_oracle) as double, pytest.raises(MedsynthError) as err:
+        _zero_shot_only(tmp_path / "bench", data_dir, double)
+    assert f"{answers}:2" in str(err.value) and double.requests == []
+    assert "not json" in answers.read_text(), "the damaged file is left for the user to mend"
+
+
 def test_limit_takes_a_fixed_sample(tmp_path, data_dir, synthetic):
     cfg = BenchConfig(task=get_task("ncbi-disease"), dataset="ncbi-disease", systems=["synthetic"], out=tmp_path / "b",
                       data_dir=data_dir, train_data=[synthetic], limit=5, progress=False,

@@ -175,11 +175,7 @@ class LLMClient:
     async def complete(self, messages: list[dict], *, schema: dict | None = None, seed: int | None = None,
                        temperature: float | None = None, max_tokens: int | None = None) -> LLMResponse:
         """One chat completion. Never raises for a single failed request (see module doc)."""
-        params = {
-            "temperature": self.config.temperature if temperature is None else temperature,
-            "top_p": self.config.top_p,
-            "max_tokens": self.config.max_tokens if max_tokens is None else max_tokens,
-        }
+        params = self._params(temperature, max_tokens)
         key = self._cache_key(messages, params, seed, schema) if self.cache is not None else None
         if key is not None:
             hit = self.cache.get(key)
@@ -394,6 +390,21 @@ class LLMClient:
         if exc.status_code == 500 or any(word in text for word in FORMAT_WORDS):
             return FALLBACK_ORDER[FALLBACK_ORDER.index(mode) + 1]
         return None
+
+    def request_key(self, messages: list[dict], *, schema: dict | None = None, seed: int | None = None,
+                    temperature: float | None = None, max_tokens: int | None = None) -> str:
+        """The fingerprint of a request as `complete` would send it: the response cache's key.
+
+        Callers that keep their own record of answers (bench's answer journal) use it to tell whether a stored
+        answer came from the very same request (model, messages, sampling, seed, output format)."""
+        return self._cache_key(messages, self._params(temperature, max_tokens), seed, schema)
+
+    def _params(self, temperature: float | None, max_tokens: int | None) -> dict:
+        return {
+            "temperature": self.config.temperature if temperature is None else temperature,
+            "top_p": self.config.top_p,
+            "max_tokens": self.config.max_tokens if max_tokens is None else max_tokens,
+        }
 
     # -- caching ---------------------------------------------------------------------------------------
     def _cache_key(self, messages: list[dict], params: dict, seed: int | None, schema: dict | None) -> str:
