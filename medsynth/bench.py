@@ -194,11 +194,22 @@ def _small_model_system(name: str, data_dir: Path, cfg: BenchConfig, test: list[
     return evaluate.predictions_record(test, mapped, name), meta
 
 
-def llm_meta(llm: dict) -> dict:
-    """The LLM client's totals as stored in a system's meta: calls, cache hits and tokens."""
-    return {"llm_calls": llm.get("llm_calls"), "cache_hits": llm.get("cache_hits"),
-            "llm_tokens": llm.get("prompt_tokens", 0) + llm.get("completion_tokens", 0),
-            "prompt_tokens": llm.get("prompt_tokens", 0), "completion_tokens": llm.get("completion_tokens", 0)}
+def answers_meta(records: list[dict | None], llm: dict, rate_key: str) -> dict:
+    """Speed and cost of a zero-shot system over the whole run, earlier sessions' recorded answers included.
+
+    `predict_seconds` is the LLM's recorded answering time and the rate (`rate_key`) is taken over the answers it
+    timed, so a run resumed across sessions reports the LLM's speed, not the speed of reading answers back.
+    `llm_calls` and `cache_hits` are this session's; tokens count every distinct answer."""
+    from medsynth.llm.journal import answer_totals
+
+    answers = answer_totals(records)
+    seconds = answers["llm_seconds"]
+    rate = answers["timed_answers"] / seconds if seconds > 0 else None
+    return {"predict_seconds": seconds, rate_key: round(rate, 3) if rate is not None else None,
+            "llm_calls": llm.get("llm_calls"), "cache_hits": llm.get("cache_hits"),
+            "answers_from_journal": answers["from_journal"], "answers_timed": answers["timed_answers"],
+            "llm_tokens": answers["prompt_tokens"] + answers["completion_tokens"],
+            "prompt_tokens": answers["prompt_tokens"], "completion_tokens": answers["completion_tokens"]}
 
 
 def answers_path(out: Path, name: str) -> Path:
@@ -207,9 +218,16 @@ def answers_path(out: Path, name: str) -> Path:
     return out / "answers" / f"{name}.jsonl"
 
 
+def open_journal(out: Path, name: str, client: Any) -> Any:
+    """The system's answer journal. --no-cache (a client without a cache) means ask the LLM again, so the recorded
+    answers are started afresh rather than reused."""
+    from medsynth.llm.journal import AnswerJournal
+
+    return AnswerJournal(answers_path(out, name), fresh=client.cache is None)
+
+
 def _zero_shot_system(name: str, cfg: BenchConfig, test: list[corpora.IOBSentence], mapping: dict[str, str],
                       llm_session: Callable[[], ContextManager]) -> tuple[list[dict], dict]:
-    from medsynth.llm.journal import AnswerJournal
     from medsynth.zeroshot import predict_zero_shot
 
     items = []
@@ -218,30 +236,14 @@ def _zero_shot_system(name: str, cfg: BenchConfig, test: list[corpora.IOBSentenc
         items.append((text, toks))
     shots = _shots_from(cfg.train_data, cfg.shots, cfg.seed)
     with llm_session() as session:
-        # --no-cache asks the LLM again: the recorded answers are started afresh rather than reused.
-        journal = AnswerJournal(answers_path(cfg.out, name), fresh=session.client.cache is None)
         tags, info = predict_zero_shot(session.client, cfg.task, items, shots, progress=cfg.progress,
-                                       journal=journal)
+                                       journal=open_journal(cfg.out, name, session.client))
         model = session.model_name
     mapped = [corpora.map_tags(t, mapping) for t in tags]
-    return evaluate.predictions_record(test, mapped, name), zero_shot_meta(name, model, cfg.shots, len(test), info)
-
-
-def zero_shot_meta(name: str, model: str, shots: int, n_sentences: int, info: dict) -> dict:
-    """Speed and cost over the whole run, earlier sessions' recorded answers included.
-
-    `predict_seconds` is the LLM's recorded answering time, and the rate is taken over the answers it timed, so a
-    run resumed across sessions reports the LLM's speed rather than the speed of reading the journal back."""
-    ans, llm = info["answers"], info["llm"]
-    rate = ans["timed_answers"] / ans["llm_seconds"] if ans["llm_seconds"] > 0 else None
-    return {"system": name, "model": model, "shots": shots, "predict_seconds": ans["llm_seconds"],
-            "sentences_per_second": round(rate, 3) if rate is not None else None,
-            "llm_calls": llm.get("llm_calls"), "cache_hits": llm.get("cache_hits"),
-            "answers_from_journal": ans["from_journal"], "answers_timed": ans["timed_answers"],
-            "session_seconds": round(info["seconds"], 2), "n_sentences": n_sentences,
-            "llm_tokens": ans["prompt_tokens"] + ans["completion_tokens"],
-            "prompt_tokens": ans["prompt_tokens"], "completion_tokens": ans["completion_tokens"],
-            "counters": info["counters"]}
+    meta = {"system": name, "model": model, "shots": cfg.shots, "n_sentences": len(test),
+            **answers_meta(info["records"], info["llm"], "sentences_per_second"),
+            "session_seconds": round(info["seconds"], 2), "counters": info["counters"]}
+    return evaluate.predictions_record(test, mapped, name), meta
 
 
 def check_systems(systems: list[str]) -> None:

@@ -28,8 +28,8 @@ from typing import Callable, ContextManager
 from pydantic import Field
 
 from medsynth import corpora, corpora_re, evaluate_re
-from medsynth.bench import (BenchBase, _write_rows, check_systems, f1_bar_plot, llm_meta, train_or_reuse,
-                            write_report)
+from medsynth.bench import (BenchBase, _write_rows, answers_meta, check_systems, f1_bar_plot, open_journal,
+                            train_or_reuse, write_report)
 from medsynth.errors import MedsynthError
 from medsynth.spec import TaskSpec
 from medsynth.train_re import REConfig
@@ -164,21 +164,24 @@ def _zero_shot_system(cfg: REBenchConfig, units: list[Unit],
                       llm_session: Callable[[], ContextManager]) -> tuple[list[dict], dict]:
     from medsynth.zeroshot_re import predict_zero_shot_re
 
-    rows, seconds, n, counters, llm = [], 0.0, 0, {}, {}
+    rows, seconds, n, counters, records, llm = [], 0.0, 0, {}, [], {}
     with llm_session() as session:
+        journal = open_journal(cfg.out, "zero-shot", session.client)
         for fold, pairs in units:
-            labels, info = predict_zero_shot_re(session.client, cfg.task, pairs, progress=cfg.progress)
+            labels, info = predict_zero_shot_re(session.client, cfg.task, pairs, progress=cfg.progress,
+                                                journal=journal)
             rows += evaluate_re.re_predictions_record(pairs, _to_corpus_labels(labels, cfg.dataset), "zero-shot",
                                                       fold=fold)
             seconds += info["seconds"]
             n += len(pairs)
             for k, v in info["counters"].items():
                 counters[k] = counters.get(k, 0) + v
+            records += info["records"]
             llm = info["llm"]  # the client's totals over the session
         model = session.model_name
-    meta = {"system": "zero-shot", "model": model, "predict_seconds": round(seconds, 2),
-            "pairs_per_second": round(n / max(seconds, 1e-9), 3), "pairs": n,
-            **llm_meta(llm), "invalid_answers": sum(v for k, v in counters.items() if k.startswith("invalid:")), "counters": counters}
+    meta = {"system": "zero-shot", "model": model, "pairs": n,
+            **answers_meta(records, llm, "pairs_per_second"), "session_seconds": round(seconds, 2),
+            "invalid_answers": sum(v for k, v in counters.items() if k.startswith("invalid:")), "counters": counters}
     return rows, meta
 
 
@@ -239,7 +242,7 @@ def _fold_cell(f: dict) -> str:
 
 
 def _speed(meta: dict) -> object:
-    return meta.get("pairs_per_second", "")
+    return meta.get("pairs_per_second") or ""
 
 
 def _write_csv(path: Path, results: dict) -> None:

@@ -18,7 +18,7 @@ from tqdm import tqdm
 from medsynth.aio import run_sync
 from medsynth.align import AlignConfig, align
 from medsynth.llm.client import LLMClient
-from medsynth.llm.journal import AnswerJournal
+from medsynth.llm.journal import AnswerJournal, Answerer
 from medsynth.parse import load_json_object
 from medsynth.spec import TaskSpec
 from medsynth.tokenize import Token, spans_to_bio
@@ -89,32 +89,15 @@ async def _predict_async(client: LLMClient, task: TaskSpec, items: list[tuple[st
                          journal: AnswerJournal | None) -> tuple[list[list[str]], dict]:
     counters: Counter = Counter()
     schema = zero_shot_schema(task)
+    asker = Answerer(client, journal)
     bar = tqdm(total=len(items), desc="zero-shot" if not shots else f"{len(shots)}-shot", unit="sent",
                disable=not progress, dynamic_ncols=True)
     results: list[list[str] | None] = [None] * len(items)
     records: list[dict | None] = [None] * len(items)
-    last = [time.monotonic()]
-
-    async def answer(messages: list[dict]) -> dict:
-        key = client.request_key(messages, schema=schema, **REQUEST)
-        kept = journal.get(key) if journal is not None else None
-        if kept is not None:
-            return {**kept, "from_journal": True}
-        # The client bounds requests in flight (--concurrency); no second semaphore here.
-        resp = await client.complete(messages, schema=schema, **REQUEST)
-        now = time.monotonic()
-        # Time since the previous answer landed: these intervals add up to the run's wall time at any concurrency.
-        record = {"answer": resp.text, "prompt_tokens": resp.prompt_tokens,
-                  "completion_tokens": resp.completion_tokens, "seconds": round(now - last[0], 3),
-                  "cached": resp.cached}
-        last[0] = now
-        if journal is not None and resp.text is not None:  # a failed request is asked again on resume
-            journal.add(key, record)
-        return record
 
     async def one(i: int) -> None:
         text, tokens = items[i]
-        records[i] = await answer(zero_shot_messages(task, text, shots))
+        records[i] = await asker.answer(zero_shot_messages(task, text, shots), schema=schema, **REQUEST)
         mentions, err = mentions_from_answer(records[i]["answer"], task)
         if err:
             counters[f"parse:{err}"] += 1
@@ -125,28 +108,13 @@ async def _predict_async(client: LLMClient, task: TaskSpec, items: list[tuple[st
         await asyncio.gather(*(one(i) for i in range(len(items))))
     finally:
         bar.close()
-    return [r or [] for r in results], {"counters": dict(counters), "answers": answer_totals(records)}
-
-
-def answer_totals(records: list[dict | None]) -> dict:
-    """What the answers cost, over every sentence, whether answered now or in an earlier session.
-
-    `llm_seconds` sums the recorded wall time of answers the LLM actually produced (cache hits excluded, as they
-    cost nothing), so `timed_answers / llm_seconds` is the LLM's real rate however many sessions the run spanned.
-    """
-    done = [r for r in records if r is not None]
-    timed = [r for r in done if not r.get("cached")]
-    return {"from_journal": sum(1 for r in done if r.get("from_journal")),
-            "timed_answers": len(timed),
-            "llm_seconds": round(sum(float(r.get("seconds") or 0) for r in timed), 2),
-            "prompt_tokens": sum(int(r.get("prompt_tokens") or 0) for r in done),
-            "completion_tokens": sum(int(r.get("completion_tokens") or 0) for r in done)}
+    return [r or [] for r in results], {"counters": dict(counters), "records": records}
 
 
 def predict_zero_shot(client: LLMClient, task: TaskSpec, items: list[tuple[str, list[Token]]],
                       shots: list[Example] | None = None, progress: bool = True,
                       journal: AnswerJournal | None = None) -> tuple[list[list[str]], dict]:
-    """Tags for each (text, tokens) item, plus counters, timing and answer totals for the bench report.
+    """Tags for each (text, tokens) item, plus counters, timing and the answer records for the bench report.
 
     With a `journal`, answers recorded there for the very same request are reused and new ones are appended,
     so a run over thousands of sentences resumes where it stopped, on any machine holding the file."""

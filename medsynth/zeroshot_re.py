@@ -21,10 +21,14 @@ from tqdm import tqdm
 
 from medsynth.aio import run_sync
 from medsynth.llm.client import LLMClient
+from medsynth.llm.journal import AnswerJournal, Answerer
 from medsynth.parse import load_json_object
 from medsynth.predict_re import mark_pair
 from medsynth.spec import TaskSpec
 from medsynth.types import NO_RELATION, RelPair
+
+# Greedy and seeded: the same pair gets the same answer, so answers can be recorded and reused.
+REQUEST = {"seed": 0, "temperature": 0.0, "max_tokens": 24}
 
 
 def relation_choices(task: TaskSpec) -> list[str]:
@@ -69,17 +73,18 @@ def relation_from_answer(raw: str | None, task: TaskSpec) -> tuple[str, str | No
     return (label, None) if label else (NO_RELATION, "label_not_allowed")
 
 
-async def _predict_async(client: LLMClient, task: TaskSpec, pairs: Sequence[RelPair],
-                         progress: bool) -> tuple[list[str], dict]:
+async def _predict_async(client: LLMClient, task: TaskSpec, pairs: Sequence[RelPair], progress: bool,
+                         journal: AnswerJournal | None) -> tuple[list[str], dict]:
     counters: Counter = Counter()
     schema = re_schema(task)
+    asker = Answerer(client, journal)
     out: list[str] = [NO_RELATION] * len(pairs)
+    records: list[dict | None] = [None] * len(pairs)
     bar = tqdm(total=len(pairs), desc="zero-shot RE", unit="pair", disable=not progress, dynamic_ncols=True)
 
     async def one(i: int) -> None:
-        resp = await client.complete(re_messages(task, pairs[i]), schema=schema, seed=0, temperature=0.0,
-                                     max_tokens=24)
-        label, problem = relation_from_answer(resp.text, task)
+        records[i] = await asker.answer(re_messages(task, pairs[i]), schema=schema, **REQUEST)
+        label, problem = relation_from_answer(records[i]["answer"], task)
         if problem:
             counters[f"invalid:{problem}"] += 1
         out[i] = label
@@ -89,12 +94,13 @@ async def _predict_async(client: LLMClient, task: TaskSpec, pairs: Sequence[RelP
         await asyncio.gather(*(one(i) for i in range(len(pairs))))
     finally:
         bar.close()
-    return out, dict(counters)
+    return out, {"counters": dict(counters), "records": records}
 
 
-def predict_zero_shot_re(client: LLMClient, task: TaskSpec, pairs: Sequence[RelPair],
-                         progress: bool = True) -> tuple[list[str], dict]:
-    """One label per pair, plus counters (invalid answers) and timing/LLM stats for the bench report."""
+def predict_zero_shot_re(client: LLMClient, task: TaskSpec, pairs: Sequence[RelPair], progress: bool = True,
+                         journal: AnswerJournal | None = None) -> tuple[list[str], dict]:
+    """One label per pair, plus counters (invalid answers), the answer records and timing for the bench report.
+    With a `journal`, recorded answers to the very same request are reused and new ones appended (resume)."""
     t0 = time.monotonic()
-    labels, counters = run_sync(_predict_async(client, task, pairs, progress))
-    return labels, {"counters": counters, "seconds": time.monotonic() - t0, "llm": client.stats.as_dict()}
+    labels, info = run_sync(_predict_async(client, task, pairs, progress, journal))
+    return labels, {**info, "seconds": time.monotonic() - t0, "llm": client.stats.as_dict()}

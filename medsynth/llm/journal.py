@@ -12,11 +12,14 @@ any other damaged line is a one-line error naming FILE:LINE, so nothing already 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import time
 from pathlib import Path
 
 from medsynth.errors import MedsynthError
+from medsynth.llm.client import LLMClient
 
 KEYS = ("key", "answer")
 
@@ -64,3 +67,56 @@ class AnswerJournal:
 
     def __len__(self) -> int:
         return len(self._rows)
+
+
+class Answerer:
+    """Answers a request from the journal when it holds the very same request, else asks the LLM and records it.
+
+    Each answer is a dict: its `key`, `answer` (raw text or None), token counts, `seconds` and `cached` (a
+    response-cache hit, which cost nothing), plus `from_journal` when it was read back. `seconds` is the time since
+    the previous answer landed, so the intervals add up to the run's wall time whatever the concurrency. Identical
+    requests in flight at once share one call (masked relation sentences repeat), so each is asked and recorded
+    once."""
+
+    def __init__(self, client: LLMClient, journal: AnswerJournal | None = None):
+        self.client, self.journal = client, journal
+        self._last = time.monotonic()
+        self._asked: dict[str, asyncio.Task] = {}
+
+    async def answer(self, messages: list[dict], *, schema: dict | None, **request) -> dict:
+        key = self.client.request_key(messages, schema=schema, **request)
+        kept = self.journal.get(key) if self.journal is not None else None
+        if kept is not None:
+            return {**kept, "from_journal": True}
+        if key not in self._asked:
+            self._asked[key] = asyncio.ensure_future(self._ask(key, messages, schema, request))
+        return await self._asked[key]
+
+    async def _ask(self, key: str, messages: list[dict], schema: dict | None, request: dict) -> dict:
+        # The client bounds requests in flight (--concurrency); no second semaphore here.
+        resp = await self.client.complete(messages, schema=schema, **request)
+        now = time.monotonic()
+        record = {"answer": resp.text, "prompt_tokens": resp.prompt_tokens,
+                  "completion_tokens": resp.completion_tokens, "seconds": round(now - self._last, 3),
+                  "cached": resp.cached}
+        self._last = now
+        if self.journal is not None and resp.text is not None:  # a failed request is asked again on resume
+            self.journal.add(key, record)
+        return {"key": key, **record}
+
+
+def answer_totals(records: list[dict | None]) -> dict:
+    """What the answers cost, over every item, whether answered now or in an earlier session.
+
+    Each distinct request counts once (items that repeat a request share its answer). `llm_seconds` sums the
+    recorded wall time of answers the LLM actually produced (cache hits excluded, as they cost nothing), so
+    `timed_answers / llm_seconds` is the LLM's real rate however many sessions the run spanned."""
+    done = [r for r in records if r is not None]
+    distinct = list({r.get("key", id(r)): r for r in done}.values())
+    timed = [r for r in distinct if not r.get("cached")]
+    return {"from_journal": sum(1 for r in done if r.get("from_journal")),
+            "timed_answers": len(timed),
+            "llm_seconds": round(sum(float(r.get("seconds") or 0) for r in timed), 2),
+            "prompt_tokens": sum(int(r.get("prompt_tokens") or 0) for r in distinct),
+            "completion_tokens": sum(int(r.get("completion_tokens") or 0) for r in distinct)}
+
