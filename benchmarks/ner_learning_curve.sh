@@ -40,4 +40,4 @@ for k in $SIZES; do
 done
 # 3. Score every system on the real test split; predictions are stored under $OUT/predictions.
 $PY -m medsynth bench ner --task $TASK --dataset "$DATASET" --systems "${SYSTEMS:-zero-shot,synthetic,supervised}" \
-  "${TRAIN_ARGS[@]}" --out "$OUT" ${LIMIT:+--limit $LIMIT} ${EPOCHS:+--epochs $EPOCHS} ${THREADS:+--threads $THREADS}
+  "${TRAIN_ARGS[@]}" --name-by-data --out "$OUT" ${LIMIT:+--limit $LIMIT} ${EPOCHS:+--epochs $EPOCHS} ${THREADS:+--threads $THREADS}

@@ -46,6 +46,9 @@ class BenchBase(BaseModel):
     train_data: list[Path] = Field(default_factory=list)
     retrain: bool = False
     progress: bool = True
+    # Name a synthetic system after its data folder even when it is the only one, so a point added later to a
+    # learning curve (`--train-data runs/ner-500`) sits beside the earlier `synthetic-<folder>` systems.
+    name_by_data: bool = False
 
 
 class BenchConfig(BenchBase):
@@ -66,7 +69,7 @@ def system_name(kind: str, cfg: BenchConfig, train_data: Path | None = None) -> 
         return f"{cfg.shots}-shot"
     if kind == "synthetic":
         suffix = weighting_suffix(cfg.train)  # a weighted model always names its data: which run was judged
-        named = train_data is not None and (len(cfg.train_data) > 1 or suffix)
+        named = train_data is not None and (len(cfg.train_data) > 1 or cfg.name_by_data or suffix)
         return (f"synthetic-{train_data.name}" if named else kind) + suffix
     return kind
 

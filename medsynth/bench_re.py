@@ -49,7 +49,7 @@ Unit = tuple[int | None, list[RelPair]]  # (fold or None, test pairs)
 
 
 def system_name(kind: str, cfg: REBenchConfig, train_data: Path | None = None) -> str:
-    if kind == "synthetic" and train_data is not None and len(cfg.train_data) > 1:
+    if kind == "synthetic" and train_data is not None and (len(cfg.train_data) > 1 or cfg.name_by_data):
         return f"synthetic-{train_data.name}"
     return kind
 

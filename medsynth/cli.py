@@ -226,7 +226,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
                           systems=[s.strip() for s in args.systems.split(",") if s.strip()], out=out,
                           data_dir=args.data_dir, limit=args.limit, seed=args.seed, shots=args.shots,
                           train_data=[Path(p) for p in args.train_data], train=_train_config(args),
-                          label_map=label_map, retrain=args.retrain, progress=not args.no_progress)
+                          label_map=label_map, retrain=args.retrain, progress=not args.no_progress,
+                          name_by_data=args.name_by_data)
         results = run_bench(cfg, lambda: _session(args, log_dir=out))
     print((out / "table.md").read_text(encoding="utf-8"))
     return 0
@@ -342,6 +343,8 @@ def build_parser() -> argparse.ArgumentParser:
     be.add_argument("--task", dest="task_name", default=None, help="task whose labels are predicted (default ner)")
     be.add_argument("--task-file", default=None)
     be.add_argument("--train-data", action="append", default=[], help="medsynth dataset(s) for `synthetic` (repeatable)")
+    be.add_argument("--name-by-data", action="store_true",
+                    help="call a single --train-data system synthetic-<folder> too (adding a learning-curve point)")
     be.add_argument("--label-map", default=None, help="task=corpus label pairs, e.g. Drug=Chemical")
     be.add_argument("--data-dir", default=None, help="benchmark data folder (default ../shared/data)")
     be.add_argument("--limit", type=_positive_int, default=None, help="a fixed seeded sample of N test sentences")

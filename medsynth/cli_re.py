@@ -70,7 +70,7 @@ def bench_command(args: argparse.Namespace, session: Callable[[Path], ContextMan
                             systems=[s.strip() for s in args.systems.split(",") if s.strip()], out=out,
                             data_dir=args.data_dir, limit=args.limit, seed=args.seed, folds=_folds(args.folds),
                             train_data=[Path(p) for p in args.train_data], train=re_config(args),
-                            retrain=args.retrain, progress=not args.no_progress)
+                            retrain=args.retrain, progress=not args.no_progress, name_by_data=args.name_by_data)
         run_bench_re(cfg, lambda: session(out))
     print((out / "table.md").read_text(encoding="utf-8"))
     return 0
