@@ -147,6 +147,12 @@ def test_zero_shot_answers_are_recorded_and_a_run_resumes_from_them_on_a_fresh_m
         assert len(double.requests) == 12
     assert other["overall"]["f1"] == 0.0
 
+    # --no-cache asks again: the record is started afresh, not reused.
+    with LLMDouble(_oracle) as double:
+        fresh = _zero_shot_only(out, data_dir, double, cache=False)
+        assert len(double.requests) == 12
+    assert fresh["meta"]["answers_from_journal"] == 0 and len(answers.read_text().splitlines()) == 12
+
 
 def test_a_damaged_answers_file_is_one_error_naming_its_line(tmp_path, data_dir, monkeypatch):
     monkeypatch.setenv("MEDSYNTH_CACHE_DIR", str(tmp_path / "cache"))
