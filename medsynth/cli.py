@@ -389,6 +389,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"medsynth: error: {err}", file=sys.stderr)
         return err.exit_code
     except KeyboardInterrupt:
-        print("medsynth: interrupted; finished examples are kept — run the same command again to resume",
-              file=sys.stderr)
+        print("medsynth: interrupted; finished work (examples, recorded answers) is kept — run the same command "
+              "again to resume", file=sys.stderr)
         return 130
