@@ -2,8 +2,8 @@
 
 Each system's per-sentence predictions are stored (`predictions/<system>.jsonl` plus a `.meta.json` with speed
 and token counts; a zero-shot system also records its raw LLM answers in `answers/<system>.jsonl`, from which a
-run of hours resumes on any machine); every table, CSV and plot is recomputed from those files alone (`report`), so committed
-results reproduce in seconds without an LLM or a GPU.
+run of hours resumes on any machine); every table, CSV and plot is recomputed from those files alone
+(`report`), so committed results reproduce in seconds without an LLM or a GPU.
 
 Systems:
 - `zero-shot` / `k-shot` — the LLM, prompted per sentence through the same client as `build`;
@@ -17,7 +17,7 @@ import csv
 import json
 import time
 from pathlib import Path
-from typing import Any, Callable, ContextManager
+from typing import TYPE_CHECKING, Any, Callable, ContextManager
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -27,6 +27,10 @@ from medsynth.spec import TaskSpec
 from medsynth.tokenize import detokenize, tokenize
 from medsynth.train import TrainConfig
 from medsynth.types import Example
+
+if TYPE_CHECKING:  # imported lazily below: the LLM layer is not needed to report from stored predictions
+    from medsynth.llm.client import LLMClient
+    from medsynth.llm.journal import AnswerJournal
 
 SYSTEMS = ("zero-shot", "synthetic", "supervised")
 
@@ -221,7 +225,7 @@ def answers_path(out: Path, name: str) -> Path:
     return out / "answers" / f"{name}.jsonl"
 
 
-def open_journal(out: Path, name: str, client: Any) -> Any:
+def open_journal(out: Path, name: str, client: LLMClient) -> AnswerJournal:
     """The system's answer journal. --no-cache (a client without a cache) means ask the LLM again, so the recorded
     answers are started afresh rather than reused."""
     from medsynth.llm.journal import AnswerJournal

@@ -25,7 +25,8 @@ from medsynth.tokenize import Token, spans_to_bio
 from medsynth.types import Example, Mention
 
 MAX_PER_LABEL = 12
-# Greedy and seeded: the same sentence gets the same answer, so answers can be recorded and reused.
+# Greedy and seeded, so a recorded answer can stand in for asking again (the same server build and thread count
+# reproduce it; `benchmarks/answer_agreement.py` measures how often answers agree across runs).
 REQUEST = {"seed": 0, "temperature": 0.0, "max_tokens": 200}
 
 
