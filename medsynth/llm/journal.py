@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 from medsynth.errors import MedsynthError
+from medsynth.jsonl import json_lines
 from medsynth.llm.client import LLMClient
 
 KEYS = ("key", "answer")
@@ -42,16 +43,9 @@ class AnswerJournal:
         if len(whole) != len(raw):
             with open(self.path, "r+b") as fh:  # an interrupted append: keep every whole line, drop the stub
                 fh.truncate(len(whole))
-        for lineno, line in enumerate(whole.decode("utf-8", errors="replace").split("\n"), start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise MedsynthError(f"not a JSON line: {err.msg}", where=f"{self.path}:{lineno}") from None
-            if not isinstance(row, dict) or any(k not in row for k in KEYS) or not isinstance(row["key"], str):
-                raise MedsynthError(f"answer row needs keys {', '.join(KEYS)}", where=f"{self.path}:{lineno}",
-                                    value=line[:60])
+        for where, row in json_lines(self.path, "answer record", keys=KEYS):
+            if not isinstance(row["key"], str):
+                raise MedsynthError("an answer's key must be a string", where=where, value=row["key"])
             self._rows[row["key"]] = row
 
     def get(self, key: str) -> dict | None:
