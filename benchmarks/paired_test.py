@@ -20,7 +20,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from gen_speed import _cpu  # benchmarks/ is on sys.path when this script runs
-from medsynth.evaluate import paired_bootstrap, read_records
+from medsynth.evaluate import paired_bootstrap, read_records, same_sentences
 
 
 def main(args: list[str]) -> None:
@@ -41,7 +41,7 @@ def main(args: list[str]) -> None:
         if f.resolve() == base_file.resolve():
             continue
         rows = read_records(f)
-        if [r["source"] for r in rows] != [r["source"] for r in base]:
+        if not same_sentences(rows, base):
             raise SystemExit(f"{f}: not the same sentences as {baseline}")
         res = paired_bootstrap(gold, [r["pred"] for r in rows], [r["pred"] for r in base])
         p = f"< {1 / res['n']:.3f}" if res["p_value"] == 0 else f"{res['p_value']:.3f}"

@@ -187,7 +187,7 @@ def _small_model_system(name: str, data_dir: Path, cfg: BenchConfig, test: list[
 
     model_dir = cfg.out / "models" / name
     train_seconds = _train_or_reuse(data_dir, model_dir, cfg)
-    predictor = NERPredictor(model_dir)
+    predictor = NERPredictor(model_dir, device=cfg.train.device)
     t0 = time.monotonic()
     tags = predictor.predict_tokens([s.tokens for s in test])
     seconds = time.monotonic() - t0
@@ -197,7 +197,7 @@ def _small_model_system(name: str, data_dir: Path, cfg: BenchConfig, test: list[
             "min_score": cfg.train.min_score, "use_weights": cfg.train.use_weights,
             "train_seconds": round(train_seconds, 1), "predict_seconds": round(seconds, 3),
             "sentences_per_second": round(len(test) / max(seconds, 1e-9), 2), "llm_tokens": 0,
-            "model_labels": model_labels}
+            "model_labels": model_labels, "seed": cfg.train.seed, "device": predictor.device}
     return evaluate.predictions_record(test, mapped, name), meta
 
 

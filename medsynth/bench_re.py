@@ -31,6 +31,7 @@ from medsynth import corpora, corpora_re, evaluate_re
 from medsynth.bench import (BenchBase, _write_rows, answers_meta, check_systems, f1_bar_plot, open_journal,
                             train_or_reuse, write_report)
 from medsynth.errors import MedsynthError
+from medsynth.predict import pick_device
 from medsynth.spec import TaskSpec
 from medsynth.train_re import REConfig
 from medsynth.types import NO_RELATION, RelPair
@@ -120,10 +121,11 @@ def _train_or_reuse(data_dir: Path, model_dir: Path, cfg: REBenchConfig) -> floa
     return train_or_reuse(train_re, data_dir, model_dir, "label_map.json", "pairs.jsonl", cfg)
 
 
-def _predict_units(model_dir: Path, units: list[Unit], name: str, dataset: str) -> tuple[list[dict], float, int]:
+def _predict_units(model_dir: Path, units: list[Unit], name: str, dataset: str,
+                   device: str) -> tuple[list[dict], float, int]:
     from medsynth.predict_re import REPredictor
 
-    predictor = REPredictor(model_dir)
+    predictor = REPredictor(model_dir, device=device)
     rows, seconds, n = [], 0.0, 0
     for fold, pairs in units:
         t0 = time.monotonic()
@@ -138,13 +140,14 @@ def _small_meta(name: str, data: str, model_dirs: list[Path], cfg: REBenchConfig
                 n: int) -> dict:
     return {"system": name, "train_data": data, "model_dir": [str(d) for d in model_dirs], "encoder": cfg.train.model,
             "marker": cfg.train.marker, "train_seconds": round(train_s, 1), "predict_seconds": round(pred_s, 3),
-            "pairs_per_second": round(n / max(pred_s, 1e-9), 2), "llm_tokens": 0, "pairs": n}
+            "pairs_per_second": round(n / max(pred_s, 1e-9), 2), "llm_tokens": 0, "pairs": n,
+            "seed": cfg.train.seed, "device": pick_device(cfg.train.device)}
 
 
 def _synthetic_system(name: str, data: Path, cfg: REBenchConfig, units: list[Unit]) -> tuple[list[dict], dict]:
     model_dir = cfg.out / "models" / name
     train_s = _train_or_reuse(data, model_dir, cfg)
-    rows, pred_s, n = _predict_units(model_dir, units, name, cfg.dataset)
+    rows, pred_s, n = _predict_units(model_dir, units, name, cfg.dataset, cfg.train.device)
     return rows, _small_meta(name, str(data), [model_dir], cfg, train_s, pred_s, n)
 
 
@@ -154,7 +157,7 @@ def _supervised_system(cfg: REBenchConfig, units: list[Unit]) -> tuple[list[dict
         data = supervised_data(cfg, fold)
         model_dir = cfg.out / "models" / ("supervised" + (f"-fold{fold}" if fold else ""))
         train_s += _train_or_reuse(data, model_dir, cfg)
-        r, s, k = _predict_units(model_dir, [(fold, pairs)], "supervised", cfg.dataset)
+        r, s, k = _predict_units(model_dir, [(fold, pairs)], "supervised", cfg.dataset, cfg.train.device)
         rows, pred_s, n = rows + r, pred_s + s, n + k
         dirs.append(model_dir)
     return rows, _small_meta("supervised", f"{cfg.dataset} train split", dirs, cfg, train_s, pred_s, n)

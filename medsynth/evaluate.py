@@ -266,6 +266,13 @@ def scores_from_records(rows: Sequence[dict], n: int = 1000, seed: int = 13, alp
     }
 
 
+def same_sentences(a: Sequence[dict], b: Sequence[dict]) -> bool:
+    """Whether two prediction records hold the same test sentences in the same order: the same tokens and gold
+    tags. Not the `source` field, which carries the data folder's path and so differs between machines (and
+    between `--data-dir` copies) for one and the same test split."""
+    return len(a) == len(b) and all(x["tokens"] == y["tokens"] and x["gold"] == y["gold"] for x, y in zip(a, b))
+
+
 def write_records(path: str | Path, rows: Iterable[dict]) -> Path:
     """Store rows as JSON Lines (one sentence per line, greppable and diffable), atomically."""
     return write_jsonl(path, rows)

@@ -89,6 +89,8 @@ def test_bench_end_to_end_and_report_from_predictions(tmp_path, data_dir, synthe
     assert zs["overall"]["f1"] == pytest.approx(1.0)  # the oracle's strings are placed exactly on the tokens
     assert zs["n_sentences"] == 12 and zs["meta"]["llm_calls"] == 12
     assert results["synthetic"]["meta"]["sentences_per_second"] > 0
+    # where the model ran and with which training seed, so runs on other machines and seeds can be told apart
+    assert results["synthetic"]["meta"]["device"] == "cpu" and results["synthetic"]["meta"]["seed"] == 13
     for name in ("zero-shot", "synthetic"):
         rows = [json.loads(x) for x in (out / "predictions" / f"{name}.jsonl").read_text().splitlines()]
         assert len(rows) == 12 and all(len(r["tokens"]) == len(r["pred"]) == len(r["gold"]) for r in rows)

@@ -52,6 +52,7 @@ def test_bench_re_end_to_end_and_report_only(tmp_path, data_dir, monkeypatch, ca
     assert zs["meta"]["invalid_answers"] == 0 and zs["meta"]["folds"] == [1, 2]
     syn = results["synthetic"]
     assert syn["meta"]["pairs_per_second"] > 0 and syn["meta"]["llm_tokens"] == 0
+    assert syn["meta"]["device"] == "cpu" and syn["meta"]["seed"] == 13
     rows = [json.loads(x) for x in (cfg.out / "predictions" / "synthetic.jsonl").read_text().splitlines()]
     assert len(rows) == 12 and {r["fold"] for r in rows} == {1, 2} and all("probs" in r for r in rows)
     table = (cfg.out / "table.md").read_text()
