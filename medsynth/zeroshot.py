@@ -8,17 +8,13 @@ generated data (never from the test set).
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from collections import Counter
 
-from tqdm import tqdm
-
-from medsynth.aio import run_sync
 from medsynth.align import AlignConfig, align
 from medsynth.llm.client import LLMClient
-from medsynth.llm.journal import AnswerJournal, Answerer
+from medsynth.llm.journal import AnswerJournal, answer_all
 from medsynth.parse import load_json_object
 from medsynth.spec import TaskSpec
 from medsynth.tokenize import Token, spans_to_bio
@@ -85,33 +81,6 @@ def tags_for(text: str, tokens: list[Token], mentions: list[Mention], task: Task
     return spans_to_bio(tokens, res.entities)
 
 
-async def _predict_async(client: LLMClient, task: TaskSpec, items: list[tuple[str, list[Token]]],
-                         shots: list[Example] | None, progress: bool,
-                         journal: AnswerJournal | None) -> tuple[list[list[str]], dict]:
-    counters: Counter = Counter()
-    schema = zero_shot_schema(task)
-    asker = Answerer(client, journal)
-    bar = tqdm(total=len(items), desc="zero-shot" if not shots else f"{len(shots)}-shot", unit="sent",
-               disable=not progress, dynamic_ncols=True)
-    results: list[list[str] | None] = [None] * len(items)
-    records: list[dict | None] = [None] * len(items)
-
-    async def one(i: int) -> None:
-        text, tokens = items[i]
-        records[i] = await asker.answer(zero_shot_messages(task, text, shots), schema=schema, **REQUEST)
-        mentions, err = mentions_from_answer(records[i]["answer"], task)
-        if err:
-            counters[f"parse:{err}"] += 1
-        results[i] = tags_for(text, tokens, mentions, task, counters)
-        bar.update(1)
-
-    try:
-        await asyncio.gather(*(one(i) for i in range(len(items))))
-    finally:
-        bar.close()
-    return [r or [] for r in results], {"counters": dict(counters), "records": records}
-
-
 def predict_zero_shot(client: LLMClient, task: TaskSpec, items: list[tuple[str, list[Token]]],
                       shots: list[Example] | None = None, progress: bool = True,
                       journal: AnswerJournal | None = None) -> tuple[list[list[str]], dict]:
@@ -119,6 +88,19 @@ def predict_zero_shot(client: LLMClient, task: TaskSpec, items: list[tuple[str, 
 
     With a `journal`, answers recorded there for the very same request are reused and new ones are appended,
     so a run over thousands of sentences resumes where it stopped, on any machine holding the file."""
+    counters: Counter = Counter()
+
+    def decode(i: int, record: dict) -> list[str]:
+        text, tokens = items[i]
+        mentions, err = mentions_from_answer(record["answer"], task)
+        if err:
+            counters[f"parse:{err}"] += 1
+        return tags_for(text, tokens, mentions, task, counters)
+
     t0 = time.monotonic()
-    tags, info = run_sync(_predict_async(client, task, items, shots, progress, journal))
-    return tags, {**info, "seconds": time.monotonic() - t0, "llm": client.stats.as_dict()}
+    tags, records = answer_all(client, journal, [zero_shot_messages(task, text, shots) for text, _ in items],
+                               schema=zero_shot_schema(task), request=REQUEST, decode=decode, default=[],
+                               desc="zero-shot" if not shots else f"{len(shots)}-shot", unit="sent",
+                               progress=progress)
+    return tags, {"counters": dict(counters), "records": records, "seconds": time.monotonic() - t0,
+                  "llm": client.stats.as_dict()}

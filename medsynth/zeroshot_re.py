@@ -12,16 +12,12 @@ prompt says which type each marked argument is.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections import Counter
 from typing import Sequence
 
-from tqdm import tqdm
-
-from medsynth.aio import run_sync
 from medsynth.llm.client import LLMClient
-from medsynth.llm.journal import AnswerJournal, Answerer
+from medsynth.llm.journal import AnswerJournal, answer_all
 from medsynth.parse import load_json_object
 from medsynth.predict_re import mark_pair
 from medsynth.spec import TaskSpec
@@ -74,34 +70,21 @@ def relation_from_answer(raw: str | None, task: TaskSpec) -> tuple[str, str | No
     return (label, None) if label else (NO_RELATION, "label_not_allowed")
 
 
-async def _predict_async(client: LLMClient, task: TaskSpec, pairs: Sequence[RelPair], progress: bool,
-                         journal: AnswerJournal | None) -> tuple[list[str], dict]:
-    counters: Counter = Counter()
-    schema = re_schema(task)
-    asker = Answerer(client, journal)
-    out: list[str] = [NO_RELATION] * len(pairs)
-    records: list[dict | None] = [None] * len(pairs)
-    bar = tqdm(total=len(pairs), desc="zero-shot RE", unit="pair", disable=not progress, dynamic_ncols=True)
-
-    async def one(i: int) -> None:
-        records[i] = await asker.answer(re_messages(task, pairs[i]), schema=schema, **REQUEST)
-        label, problem = relation_from_answer(records[i]["answer"], task)
-        if problem:
-            counters[f"invalid:{problem}"] += 1
-        out[i] = label
-        bar.update(1)
-
-    try:
-        await asyncio.gather(*(one(i) for i in range(len(pairs))))
-    finally:
-        bar.close()
-    return out, {"counters": dict(counters), "records": records}
-
-
 def predict_zero_shot_re(client: LLMClient, task: TaskSpec, pairs: Sequence[RelPair], progress: bool = True,
                          journal: AnswerJournal | None = None) -> tuple[list[str], dict]:
     """One label per pair, plus counters (invalid answers), the answer records and timing for the bench report.
     With a `journal`, recorded answers to the very same request are reused and new ones appended (resume)."""
+    counters: Counter = Counter()
+
+    def decode(_: int, record: dict) -> str:
+        label, problem = relation_from_answer(record["answer"], task)
+        if problem:
+            counters[f"invalid:{problem}"] += 1
+        return label
+
     t0 = time.monotonic()
-    labels, info = run_sync(_predict_async(client, task, pairs, progress, journal))
-    return labels, {**info, "seconds": time.monotonic() - t0, "llm": client.stats.as_dict()}
+    labels, records = answer_all(client, journal, [re_messages(task, p) for p in pairs], schema=re_schema(task),
+                                 request=REQUEST, decode=decode, default=NO_RELATION, desc="zero-shot RE",
+                                 unit="pair", progress=progress)
+    return labels, {"counters": dict(counters), "records": records, "seconds": time.monotonic() - t0,
+                    "llm": client.stats.as_dict()}

@@ -17,10 +17,16 @@ import json
 import os
 import time
 from pathlib import Path
+from typing import Callable, Sequence, TypeVar
 
+from tqdm import tqdm
+
+from medsynth.aio import run_sync
 from medsynth.errors import MedsynthError
 from medsynth.jsonl import json_lines
 from medsynth.llm.client import LLMClient
+
+T = TypeVar("T")
 
 KEYS = ("key", "answer")
 
@@ -97,6 +103,37 @@ class Answerer:
         if self.journal is not None and resp.text is not None:  # a failed request is asked again on resume
             self.journal.add(key, record)
         return {"key": key, **record}
+
+
+def answer_all(client: LLMClient, journal: AnswerJournal | None, requests: Sequence[list[dict]], *,
+               schema: dict | None, request: dict, decode: Callable[[int, dict], T], default: T, desc: str,
+               unit: str, progress: bool = True) -> tuple[list[T], list[dict | None]]:
+    """Answer every request (a message list each) concurrently through one `Answerer`, decoding each answer as it
+    lands, with a progress bar. Returns the decoded results in request order (`default` for any left unanswered
+    by an interrupt) and the answer records (`answer_totals` turns them into cost and speed).
+
+    Zero-shot NER and RE baselines differ only in their messages and in how an answer becomes a result; the
+    asking, recording, resuming and counting are the same, and live here once."""
+    return run_sync(_answer_all(Answerer(client, journal), requests, schema, request, decode, default,
+                                tqdm(total=len(requests), desc=desc, unit=unit, disable=not progress,
+                                     dynamic_ncols=True)))
+
+
+async def _answer_all(asker: Answerer, requests: Sequence[list[dict]], schema: dict | None, request: dict,
+                      decode: Callable[[int, dict], T], default: T, bar: tqdm) -> tuple[list[T], list[dict | None]]:
+    results: list[T] = [default] * len(requests)
+    records: list[dict | None] = [None] * len(requests)
+
+    async def one(i: int) -> None:
+        records[i] = await asker.answer(requests[i], schema=schema, **request)
+        results[i] = decode(i, records[i])
+        bar.update(1)
+
+    try:
+        await asyncio.gather(*(one(i) for i in range(len(requests))))
+    finally:
+        bar.close()
+    return results, records
 
 
 def answer_totals(records: list[dict | None]) -> dict:
