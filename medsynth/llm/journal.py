@@ -113,7 +113,7 @@ def answer_all(client: LLMClient, journal: AnswerJournal | None, requests: Seque
     by an interrupt) and the answer records (`answer_totals` turns them into cost and speed).
 
     Zero-shot NER and RE baselines differ only in their messages and in how an answer becomes a result; the
-    asking, recording, resuming and counting are the same, and live here once."""
+    asking, recording, resuming and progress bar are the same, and live here once."""
     return run_sync(_answer_all(Answerer(client, journal), requests, schema, request, decode, default,
                                 tqdm(total=len(requests), desc=desc, unit=unit, disable=not progress,
                                      dynamic_ncols=True)))
