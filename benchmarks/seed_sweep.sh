@@ -8,7 +8,8 @@
 #
 # Each argument after OUTROOT is a medsynth dataset folder (a `synthetic-<folder>` system) or the word
 # `supervised` (the real train split). Environment: SEEDS, JOBS (seeds run at once; 1 on a CPU, several on a GPU),
-# DEVICE (auto, cpu, cuda), ENCODER (minilm or any HF path or id), TASK (default: the dataset's), DATA_DIR, LIMIT,
+# DEVICE (auto, cpu, cuda), ENCODER (minilm or any HF path or id), TASK (default: the dataset's), DATA_DIR, LIMIT
+# (a sample drawn with each seed, so seeds see different sentences: `seed_sweep.py --baseline` needs the full split),
 # BENCH_ARGS (more `bench` options, e.g. "--epochs 5"). OUTROOT/machine.txt records where the runs happened.
 set -euo pipefail
 cd "$(dirname "$0")/.."
