@@ -1,0 +1,67 @@
+"""How much of a system's precision loss comes from sentences with nothing to tag.
+
+    python benchmarks/empty_sentences.py PREDICTIONS.jsonl [PREDICTIONS.jsonl ...]
+
+About 43 % of NCBI-disease test sentences hold no disease mention; generated training sets hold far fewer such
+sentences, so a model trained on them may tag something in every sentence. For each stored predictions file this
+counts the false positives that fall in gold mention-free sentences, how many of those sentences get any prediction,
+and the F1 the system would have if it predicted nothing in them (its other predictions unchanged). That last
+figure bounds what better negatives alone could buy. Writes benchmarks/results/empty-sentences.md with the date,
+machine and command, from the stored predictions only.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+from gen_speed import _cpu  # benchmarks/ is on sys.path when this script runs
+from medsynth.evaluate import entity_scores, iob2_spans, read_records
+
+RESULTS = Path(__file__).resolve().parent / "results" / "empty-sentences.md"
+
+
+def empty_sentence_counts(rows: list[dict]) -> dict:
+    """False positives inside and outside gold mention-free sentences, and scores with those sentences silenced."""
+    fp = fp_empty = empty = touched = 0
+    silenced = []
+    for r in rows:
+        gold, pred = set(iob2_spans(r["gold"])), set(iob2_spans(r["pred"]))
+        fp += len(pred - gold)
+        if not gold:
+            empty += 1
+            fp_empty += len(pred)
+            touched += bool(pred)
+        silenced.append(r["pred"] if gold else ["O"] * len(r["pred"]))
+    golds = [r["gold"] for r in rows]
+    now = entity_scores(golds, [r["pred"] for r in rows])["overall"]
+    bound = entity_scores(golds, silenced)["overall"]
+    return {"sentences": len(rows), "empty": empty, "touched": touched, "fp": fp, "fp_empty": fp_empty,
+            "p": now["precision"], "r": now["recall"], "f1": now["f1"], "p_silenced": bound["precision"],
+            "f1_silenced": bound["f1"]}
+
+
+def main(paths: list[str]) -> None:
+    if not paths:
+        raise SystemExit(__doc__.strip().splitlines()[2].strip())
+    lines = ["# False positives in sentences with nothing to tag", "",
+             f"Date {datetime.now(timezone.utc).date().isoformat()}; machine {_cpu()} ({os.cpu_count()} cores); "
+             f"command `python benchmarks/empty_sentences.py {' '.join(paths)}`. A mention-free sentence has no gold "
+             "mention. 'Silenced': the same predictions with every mention-free sentence left untagged, an upper "
+             "bound on what perfect negatives alone would give.", "",
+             "| predictions | mention-free sentences | of them tagged | false positives | in mention-free sentences | "
+             "P | F1 | P silenced | F1 silenced |", "|---|---|---|---|---|---|---|---|---|"]
+    for p in paths:
+        c = empty_sentence_counts(read_records(p))
+        lines.append(f"| `{p}` | {c['empty']} of {c['sentences']} | {c['touched']} | {c['fp']} | {c['fp_empty']} "
+                     f"({100 * c['fp_empty'] / max(c['fp'], 1):.0f} %) | {100 * c['p']:.1f} | {100 * c['f1']:.1f} | "
+                     f"{100 * c['p_silenced']:.1f} | {100 * c['f1_silenced']:.1f} |")
+    RESULTS.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    main(sys.argv[1:])
