@@ -1,10 +1,12 @@
-"""benchmarks/seed_sweep.py: per-seed scores, gains over a baseline and seed-by-seed differences, from stored
-predictions only."""
+"""Scripts under benchmarks/ that compute reported figures from stored predictions: seed_sweep.py (per-seed scores,
+gains over a baseline, seed-by-seed differences) and empty_sentences.py (false positives in mention-free
+sentences)."""
 
 from __future__ import annotations
 
 import importlib.util
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -14,14 +16,18 @@ from medsynth.evaluate import same_sentences, write_records
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _load_sweep():
-    spec = importlib.util.spec_from_file_location("seed_sweep", ROOT / "benchmarks" / "seed_sweep.py")
+def _script(name: str):
+    """Import benchmarks/<name>.py as its own command line would (benchmarks/ on sys.path for its helpers)."""
+    if str(ROOT / "benchmarks") not in sys.path:
+        sys.path.insert(0, str(ROOT / "benchmarks"))
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
-sweep = _load_sweep()
+sweep = _script("seed_sweep")
+empty = _script("empty_sentences")
 
 TOKENS = [["aspirin", "caused", "asthma", "."], ["no", "disease", "here", "."], ["breast", "cancer", "recurred", "."]]
 GOLD = [["O", "O", "B-Disease", "O"], ["O", "O", "O", "O"], ["B-Disease", "I-Disease", "O", "O"]]
@@ -95,3 +101,14 @@ def test_same_sentences_compares_tokens_and_gold_not_paths():
     changed = _rows(ALL_RIGHT)
     changed[1] = dict(changed[1], gold=["B-Disease", "O", "O", "O"], pred=["O"] * 4)
     assert not same_sentences(_rows(ALL_RIGHT), changed)
+
+
+def test_empty_sentence_counts_and_the_silenced_bound():
+    # Sentence 2 has no gold mention; "worse" tags one span there and misplaces one in sentence 3.
+    worse = [["O", "O", "B-Disease", "O"], ["O", "B-Disease", "O", "O"], ["O", "B-Disease", "O", "O"]]
+    c = empty.empty_sentence_counts(_rows(worse))
+    assert (c["sentences"], c["empty"], c["touched"], c["fp"], c["fp_empty"]) == (3, 1, 1, 2, 1)
+    assert c["p"] == pytest.approx(1 / 3) and c["r"] == pytest.approx(1 / 2)
+    # silencing the mention-free sentence removes its false positive and nothing else
+    assert c["p_silenced"] == pytest.approx(1 / 2) and c["f1_silenced"] == pytest.approx(1 / 2)
+    assert empty.empty_sentence_counts(_rows(ALL_RIGHT))["fp"] == 0
