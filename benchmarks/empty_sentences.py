@@ -1,23 +1,27 @@
 """How much of a system's precision loss comes from sentences with nothing to tag.
 
-    python benchmarks/empty_sentences.py PREDICTIONS.jsonl [PREDICTIONS.jsonl ...]
+    python benchmarks/empty_sentences.py PREDICTIONS.jsonl [...] [--train RUN_DIR ...] [--corpus NAME ...]
 
 About 43 % of NCBI-disease test sentences hold no disease mention; generated training sets hold far fewer such
 sentences, so a model trained on them may tag something in every sentence. For each stored predictions file this
 counts the false positives that fall in gold mention-free sentences, how many of those sentences get any prediction,
 and the F1 the system would have if it predicted nothing in them (its other predictions unchanged). That last
-figure bounds what better negatives alone could buy. Writes benchmarks/results/empty-sentences.md with the date,
+figure bounds what better negatives alone could buy. `--train` (medsynth datasets) and `--corpus` (a real
+corpus's train split) add how mention-free the training data were. Writes benchmarks/results/empty-sentences.md with the date,
 machine and command, from the stored predictions only.
 """
 
 from __future__ import annotations
 
+import argparse
+import json
 import os
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
 from gen_speed import _cpu  # benchmarks/ is on sys.path when this script runs
+from medsynth import corpora
 from medsynth.evaluate import entity_scores, iob2_spans, read_records
 
 RESULTS = Path(__file__).resolve().parent / "results" / "empty-sentences.md"
@@ -43,21 +47,42 @@ def empty_sentence_counts(rows: list[dict]) -> dict:
             "f1_silenced": bound["f1"]}
 
 
-def main(paths: list[str]) -> None:
-    if not paths:
-        raise SystemExit(__doc__.strip().splitlines()[2].strip())
+def training_density(runs: list[str], corpus_names: list[str]) -> list[str]:
+    """Table rows: share of mention-free examples and mentions per example, for medsynth datasets (data.jsonl)
+    and real train splits."""
+    rows = []
+    for run in runs:
+        counts = [len(json.loads(line).get("entities") or []) for line in
+                  (Path(run) / "data.jsonl").read_text(encoding="utf-8").splitlines() if line.strip()]
+        rows.append((f"`{run}`", counts))
+    for name in corpus_names:
+        counts = [len(iob2_spans(s.tags)) for s in corpora.load_corpus(name, "train")]
+        rows.append((f"{name} train split", counts))
+    return [f"| {what} | {len(c)} | {sum(n == 0 for n in c)} ({100 * sum(n == 0 for n in c) / len(c):.0f} %) | "
+            f"{sum(c) / len(c):.2f} |" for what, c in rows]
+
+
+def main(argv: list[str]) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
+    ap.add_argument("predictions", nargs="+")
+    ap.add_argument("--train", action="append", default=[], help="a medsynth dataset folder (holds data.jsonl)")
+    ap.add_argument("--corpus", action="append", default=[], help="a benchmark corpus whose train split to count")
+    args = ap.parse_args(argv)
     lines = ["# False positives in sentences with nothing to tag", "",
              f"Date {datetime.now(timezone.utc).date().isoformat()}; machine {_cpu()} ({os.cpu_count()} cores); "
-             f"command `python benchmarks/empty_sentences.py {' '.join(paths)}`. A mention-free sentence has no gold "
+             f"command `python benchmarks/empty_sentences.py {' '.join(argv)}`. A mention-free sentence has no gold "
              "mention. 'Silenced': the same predictions with every mention-free sentence left untagged, an upper "
              "bound on what perfect negatives alone would give.", "",
              "| predictions | mention-free sentences | of them tagged | false positives | in mention-free sentences | "
              "P | F1 | P silenced | F1 silenced |", "|---|---|---|---|---|---|---|---|---|"]
-    for p in paths:
+    for p in args.predictions:
         c = empty_sentence_counts(read_records(p))
         lines.append(f"| `{p}` | {c['empty']} of {c['sentences']} | {c['touched']} | {c['fp']} | {c['fp_empty']} "
                      f"({100 * c['fp_empty'] / max(c['fp'], 1):.0f} %) | {100 * c['p']:.1f} | {100 * c['f1']:.1f} | "
                      f"{100 * c['p_silenced']:.1f} | {100 * c['f1_silenced']:.1f} |")
+    if args.train or args.corpus:
+        lines += ["", "Training data:", "", "| training data | examples | mention-free | mentions per example |",
+                  "|---|---|---|---|", *training_density(args.train, args.corpus)]
     RESULTS.write_text("\n".join(lines) + "\n", encoding="utf-8")
     print("\n".join(lines))
 

@@ -112,3 +112,10 @@ def test_empty_sentence_counts_and_the_silenced_bound():
     # silencing the mention-free sentence removes its false positive and nothing else
     assert c["p_silenced"] == pytest.approx(1 / 2) and c["f1_silenced"] == pytest.approx(1 / 2)
     assert empty.empty_sentence_counts(_rows(ALL_RIGHT))["fp"] == 0
+
+
+def test_training_density_counts_mention_free_examples(tmp_path):
+    rows = [{"text": "a", "entities": []}, {"text": "b", "entities": [{"start": 0, "end": 1}] * 3},
+            {"text": "c"}, {"text": "d", "entities": [{"start": 0, "end": 1}]}]
+    (tmp_path / "data.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    assert empty.training_density([str(tmp_path)], []) == [f"| `{tmp_path}` | 4 | 2 (50 %) | 1.00 |"]
