@@ -81,7 +81,7 @@ def main(argv: list[str]) -> None:
                      f"({100 * c['fp_empty'] / max(c['fp'], 1):.0f} %) | {100 * c['p']:.1f} | {100 * c['f1']:.1f} | "
                      f"{100 * c['p_silenced']:.1f} | {100 * c['f1_silenced']:.1f} |")
     if args.train or args.corpus:
-        lines += ["", "Training data:", "", "| training data | examples | mention-free | mentions per example |",
+        lines += ["", "Training data (a medsynth dataset as stored in its data.jsonl, curated copies included; `runs/` folders are exports whose commands the README gives):", "", "| training data | examples | mention-free | mentions per example |",
                   "|---|---|---|---|", *training_density(args.train, args.corpus)]
     RESULTS.write_text("\n".join(lines) + "\n", encoding="utf-8")
     print("\n".join(lines))
