@@ -7,8 +7,8 @@ sentences, so a model trained on them may tag something in every sentence. For e
 counts the false positives that fall in gold mention-free sentences, how many of those sentences get any prediction,
 and the F1 the system would have if it predicted nothing in them (its other predictions unchanged). That last
 figure bounds what better negatives alone could buy. `--train` (medsynth datasets) and `--corpus` (a real
-corpus's train split) add how mention-free the training data were. Writes benchmarks/results/empty-sentences.md with the date,
-machine and command, from the stored predictions only.
+corpus's train split) add how mention-free the training data were. Writes benchmarks/results/empty-sentences.md
+with the date, machine and command, from the stored predictions only.
 """
 
 from __future__ import annotations
@@ -81,7 +81,9 @@ def main(argv: list[str]) -> None:
                      f"({100 * c['fp_empty'] / max(c['fp'], 1):.0f} %) | {100 * c['p']:.1f} | {100 * c['f1']:.1f} | "
                      f"{100 * c['p_silenced']:.1f} | {100 * c['f1_silenced']:.1f} |")
     if args.train or args.corpus:
-        lines += ["", "Training data (a medsynth dataset as stored in its data.jsonl, curated copies included; `runs/` folders are exports whose commands the README gives):", "", "| training data | examples | mention-free | mentions per example |",
+        lines += ["", "Training data (a medsynth dataset as stored in its data.jsonl, curated copies included; "
+                  "`runs/` folders are exports whose commands the README gives):", "",
+                  "| training data | examples | mention-free | mentions per example |",
                   "|---|---|---|---|", *training_density(args.train, args.corpus)]
     RESULTS.write_text("\n".join(lines) + "\n", encoding="utf-8")
     print("\n".join(lines))
