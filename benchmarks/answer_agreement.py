@@ -23,10 +23,17 @@ from pathlib import Path
 from gen_speed import _cpu  # benchmarks/ is on sys.path when this script runs
 from medsynth import corpora
 from medsynth.evaluate import entity_scores, read_records
+from medsynth.jsonl import json_lines
 from medsynth.llm.client import LLMClient, LLMConfig
+from medsynth.llm.journal import KEYS
 from medsynth.spec import get_task
 from medsynth.tokenize import detokenize
 from medsynth.zeroshot import REQUEST, mentions_from_answer, tags_for, zero_shot_messages, zero_shot_schema
+
+
+def _line_of(source: str) -> str:
+    """"test.tsv:N" from a record's `source`, whose leading data-folder path differs between machines."""
+    return source.rsplit("/", 1)[-1]
 
 
 def main(argv: list[str]) -> None:
@@ -40,23 +47,24 @@ def main(argv: list[str]) -> None:
     meta = json.loads(args.earlier.with_suffix(".meta.json").read_text(encoding="utf-8"))
     # The bench session's client settings (llm_session defaults); only what enters the request key matters.
     client = LLMClient(LLMConfig(base_url="http://127.0.0.1:9", model=meta["model"]))
-    answers = {json.loads(line)["key"]: json.loads(line)["answer"]
-               for line in args.answers.read_text(encoding="utf-8").splitlines() if line.strip()}
+    # The journal's own line reader, not AnswerJournal: opening that would trim a line a running bench is writing.
+    answers = {row["key"]: row["answer"] for _, row in json_lines(args.answers, "answer record", keys=KEYS)}
     test = corpora.load_corpus(args.dataset, "test")
     mapping = corpora.label_mapping(task.label_names, corpora.corpus_labels(test), None)
-    earlier = {r["source"]: r["pred"] for r in read_records(args.earlier)}
+    earlier = {_line_of(r["source"]): r["pred"] for r in read_records(args.earlier)}
     schema, outcome, gold, now, then = zero_shot_schema(task), Counter(), [], [], []
     for s in test:
         text, toks = detokenize(s.tokens)
         key = client.request_key(zero_shot_messages(task, text), schema=schema, **REQUEST)
-        if key not in answers or s.source not in earlier:
+        where = _line_of(s.source)
+        if key not in answers or where not in earlier:
             continue
         mentions, _ = mentions_from_answer(answers[key], task)
         tags = corpora.map_tags(tags_for(text, toks, mentions, task, Counter()), mapping)
-        outcome["same" if tags == earlier[s.source] else "different"] += 1
+        outcome["same" if tags == earlier[where] else "different"] += 1
         gold.append(s.tags)
         now.append(tags)
-        then.append(earlier[s.source])
+        then.append(earlier[where])
     both = outcome["same"] + outcome["different"]
     f1_now, f1_then = (100 * entity_scores(gold, p)["overall"]["f1"] for p in (now, then))
     print(f"{datetime.now(timezone.utc).date().isoformat()} · {_cpu()} ({os.cpu_count()} cores) · "
