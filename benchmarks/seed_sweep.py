@@ -2,11 +2,13 @@
 baseline seed by seed, and seed-by-seed differences against one chosen system.
 
     python benchmarks/seed_sweep.py OUTROOT [--baseline PREDICTIONS.jsonl] [--vs SYSTEM]
+    python benchmarks/seed_sweep.py OUTROOT --seed-folder SEED=BENCH_DIR [...] [--system NAME ...] [...]
 
 A single training seed can move MiniLM's F1 by a few points, the size of most differences between training sets
 here; a difference that holds seed after seed is one a user can rely on. Scores are recomputed from the stored
-predictions (OUTROOT/seed*/predictions/*.jsonl); speed and device come from each system's .meta.json. Writes
-OUTROOT/seed-sweep.md and OUTROOT/seed-sweep.json.
+predictions (OUTROOT/seed*/predictions/*.jsonl, or the bench folders named with --seed-folder, for seeds that were
+run one bench at a time; a seed may name several folders); speed and device come from each system's .meta.json.
+--system keeps only the named systems. Writes OUTROOT/seed-sweep.md and OUTROOT/seed-sweep.json.
 """
 
 from __future__ import annotations
@@ -30,12 +32,23 @@ def sign_test(wins: int, n: int) -> float:
     return min(1.0, 2 * sum(comb(n, i) for i in range(k + 1)) / 2**n)
 
 
-def read_sweep(root: Path) -> dict[str, dict[int, dict]]:
-    """system → seed → {rows, f1, precision, recall, meta}, from every OUTROOT/seed<S>/predictions/*.jsonl."""
+def _prediction_folders(root: Path, folders: list[tuple[int, Path]] | None) -> list[tuple[int, Path]]:
+    if folders:
+        return [(seed, Path(d) / "predictions") for seed, d in folders]
+    return [(int(f.parent.name.removeprefix("seed")), f) for f in sorted(root.glob("seed*/predictions"))]
+
+
+def read_sweep(root: Path, folders: list[tuple[int, Path]] | None = None,
+               systems: list[str] | None = None) -> dict[str, dict[int, dict]]:
+    """system → seed → {rows, f1, precision, recall, meta}, from every OUTROOT/seed<S>/predictions/*.jsonl (or the
+    (seed, bench folder) pairs given), keeping only `systems` when given."""
     runs: dict[str, dict[int, dict]] = {}
-    for folder in sorted(root.glob("seed*/predictions")):
-        seed = int(folder.parent.name.removeprefix("seed"))
+    for seed, folder in _prediction_folders(root, folders):
         for f in sorted(folder.glob("*.jsonl")):
+            if systems and f.stem not in systems:
+                continue
+            if seed in runs.get(f.stem, {}):
+                raise SystemExit(f"{f}: seed {seed} of {f.stem} is already read from another folder")
             rows = read_records(f)
             overall = entity_scores([r["gold"] for r in rows], [r["pred"] for r in rows])["overall"]
             meta_file = f.with_suffix(".meta.json")
@@ -43,7 +56,9 @@ def read_sweep(root: Path) -> dict[str, dict[int, dict]]:
             runs.setdefault(f.stem, {})[seed] = {"rows": rows, **{k: overall[k] for k in ("f1", "precision", "recall")},
                                                  "meta": meta}
     if not runs:
-        raise SystemExit(f"{root}: no seed*/predictions/*.jsonl (run benchmarks/seed_sweep.sh first)")
+        where = ", ".join(str(d) for _, d in folders) if folders else f"{root}/seed*/predictions"
+        raise SystemExit(f"{where}: no predictions{' of ' + ', '.join(systems) if systems else ''} (run "
+                         "benchmarks/seed_sweep.sh first)")
     return runs
 
 
@@ -72,8 +87,9 @@ def _paired(a: dict[int, dict], b: dict[int, dict], what: str) -> dict:
             "sign_p": sign_test(wins, len(deltas)), "significant": sum(p < 0.05 for p in ps)}
 
 
-def summarise(root: Path, baseline: Path | None, vs: str | None) -> dict:
-    runs = read_sweep(root)
+def summarise(root: Path, baseline: Path | None, vs: str | None, folders: list[tuple[int, Path]] | None = None,
+              systems: list[str] | None = None) -> dict:
+    runs = read_sweep(root, folders, systems)
     out: dict = {"systems": {}, "baseline": None, "vs": None}
     for name, by_seed in runs.items():
         seeds = sorted(by_seed)
@@ -105,7 +121,8 @@ def _pct(x: float) -> str:
 
 
 def render(summary: dict, root: Path, command: str) -> str:
-    machine = (root / "machine.txt").read_text(encoding="utf-8").strip() if (root / "machine.txt").exists() else "?"
+    machine = (root / "machine.txt").read_text(encoding="utf-8").strip() if (root / "machine.txt").exists() else \
+        "the bench folders in the command (their .meta.json and the README say when and where)"
     sizes = sorted({s["sentences"] for s in summary["systems"].values()})
     lines = [f"# Seed sweep: {root.name}", "",
              f"Summarised {datetime.now(timezone.utc).date().isoformat()} with `{command}`. Runs: {machine}.", "",
@@ -145,13 +162,24 @@ def _pair_table(block: dict | None, verb: str) -> list[str]:
     return lines + [""]
 
 
+def _seed_folder(text: str) -> tuple[int, Path]:
+    seed, sep, folder = text.partition("=")
+    if not sep or not seed.strip().isdigit() or not (Path(folder) / "predictions").is_dir():
+        raise argparse.ArgumentTypeError(f"{text!r}: expected SEED=DIR with DIR/predictions/ (a bench folder)")
+    return int(seed), Path(folder)
+
+
 def main(argv: list[str]) -> None:
     ap = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
     ap.add_argument("root", type=Path)
     ap.add_argument("--baseline", type=Path, default=None, help="a predictions file on the same test sentences")
     ap.add_argument("--vs", default=None, help="a system of the sweep to compare the others with, seed by seed")
+    ap.add_argument("--seed-folder", action="append", default=[], type=_seed_folder, metavar="SEED=DIR",
+                    help="a bench folder holding one seed's predictions (instead of OUTROOT/seed*/)")
+    ap.add_argument("--system", action="append", default=[], help="keep only this system (repeatable)")
     args = ap.parse_args(argv)
-    summary = summarise(args.root, args.baseline, args.vs)
+    args.root.mkdir(parents=True, exist_ok=True)
+    summary = summarise(args.root, args.baseline, args.vs, args.seed_folder or None, args.system or None)
     command = "python benchmarks/seed_sweep.py " + " ".join(argv)
     text = render(summary, args.root, command)
     (args.root / "seed-sweep.md").write_text(text, encoding="utf-8")

@@ -9,6 +9,7 @@ interrupted run resumes where it stopped, and a larger `--n` only adds slots.
 from __future__ import annotations
 
 import json
+import time
 from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -306,10 +307,13 @@ def run_build(cfg: BuildConfig, client: LLMClient, model_name: str,
     with RunStore(cfg.out) as store:
         _check_options(store, identity)
         store.bind(identity)
+        # An interrupted run returns no run_info; its wall time is still this invocation's cost in stats.json.
         run_info: dict = {}
+        t0 = time.monotonic()
         try:
             run_info = run_sync(builder.run(store))
         finally:
+            run_info.setdefault("seconds", round(time.monotonic() - t0, 2))
             stats = finish(store, cfg, identity, run_info, client.stats.as_dict())
     if cfg.annotate is not None:  # every text has an outcome; rejected texts are counted, not retried
         return stats

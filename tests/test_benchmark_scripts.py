@@ -91,8 +91,25 @@ def test_other_sentences_and_unknown_systems_are_refused(tmp_path):
         sweep.summarise(tmp_path, base, None)
     with pytest.raises(SystemExit, match="no such system"):
         sweep.summarise(tmp_path, None, "b")
-    with pytest.raises(SystemExit, match="no seed"):
+    with pytest.raises(SystemExit, match="no predictions"):
         sweep.summarise(tmp_path / "empty", None, None)
+
+
+def test_seeds_run_one_bench_at_a_time_are_read_from_their_folders(tmp_path, capsys):
+    """CPU seeds live in separate bench folders (one per seed, or several); --system drops the other systems."""
+    _seed(tmp_path / "a", 13, {"better": ALL_RIGHT, "zero-shot": NOTHING})
+    _seed(tmp_path / "b", 13, {"worse": HALF_RIGHT})
+    _seed(tmp_path / "c", 14, {"better": HALF_RIGHT, "worse": HALF_RIGHT})
+    folders = [(13, tmp_path / "a" / "seed13"), (13, tmp_path / "b" / "seed13"), (14, tmp_path / "c" / "seed14")]
+    summary = sweep.summarise(tmp_path / "out", None, "worse", folders, ["better", "worse"])
+    assert sorted(summary["systems"]) == ["better", "worse"]
+    assert summary["systems"]["better"]["f1"] == pytest.approx([1.0, 0.5])
+    assert summary["vs"]["pairs"]["better"]["delta"] == pytest.approx([0.5, 0.0])
+    with pytest.raises(SystemExit, match="already read"):
+        sweep.summarise(tmp_path / "out", None, None, [(13, tmp_path / "a" / "seed13")] * 2)
+    with pytest.raises(SystemExit):
+        sweep.main([str(tmp_path / "out"), "--seed-folder", "13=/no/such/folder"])
+    assert "expected SEED=DIR" in capsys.readouterr().err
 
 
 def test_same_sentences_compares_tokens_and_gold_not_paths():
@@ -118,4 +135,15 @@ def test_training_density_counts_mention_free_examples(tmp_path):
     rows = [{"text": "a", "entities": []}, {"text": "b", "entities": [{"start": 0, "end": 1}] * 3},
             {"text": "c"}, {"text": "d", "entities": [{"start": 0, "end": 1}]}]
     (tmp_path / "data.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
-    assert empty.training_density([str(tmp_path)], []) == [f"| `{tmp_path}` | 4 | 2 (50 %) | 1.00 |"]
+    assert empty.training_density([str(tmp_path)], []) == [f"| `{tmp_path}` | 4 | 2 (50 %) | 1.00 | – | – |"]
+
+
+def test_training_density_counts_plans_the_llm_ignored(tmp_path):
+    """A slot planned without targets that came back labelled counts against the plan; unplanned copies do not."""
+    def rec(targets, n, plan=True):
+        meta = {"plan": {"slot": 0, "targets": [{"text": "x", "label": "Disease"}] * targets}} if plan else {}
+        return {"text": "t", "entities": [{"start": 0, "end": 1}] * n, "meta": meta}
+    copy = dict(rec(0, 1), meta={**rec(0, 1)["meta"], "derived_from": "x-1"})
+    rows = [rec(0, 0), rec(0, 2), rec(0, 1), rec(1, 1), rec(0, 1, plan=False), copy]
+    (tmp_path / "data.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    assert empty.training_density([str(tmp_path)], []) == [f"| `{tmp_path}` | 6 | 1 (17 %) | 1.00 | 3 | 2 (67 %) |"]

@@ -98,30 +98,41 @@ def test_inline_format(cache_env):
     assert len(rows) == 10 and all(r["entities"] for r in rows if r["meta"]["plan"]["targets"])
 
 
-def test_kill_and_resume(cache_env):
-    """SIGKILL mid-run, then resume: exactly n examples, none duplicated, store intact."""
+def _start_until(cmd: list[str], env: dict, out: Path, kept: int) -> subprocess.Popen:
+    """Start a build in its own process and return once its store holds `kept` examples."""
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        if (out / "store.sqlite").exists():
+            try:
+                with sqlite3.connect(out / "store.sqlite") as db:
+                    if db.execute("SELECT COUNT(*) FROM examples").fetchone()[0] >= kept:
+                        break
+            except sqlite3.OperationalError:
+                pass
+        time.sleep(0.1)
+    return proc
+
+
+def _slow_build(cache_env: Path, out: Path, double: LLMDouble) -> tuple[list[str], dict]:
+    env = {**os.environ, "MEDSYNTH_CACHE_DIR": str(cache_env / "cache"), "PYTHONPATH": str(ROOT)}
+    cmd = [sys.executable, "-m", "medsynth", "build", "ner", "--n", "40", "--out", str(out), "--base-url",
+           double.base_url, "--model", "double-model", "--no-progress"]
+    return cmd, env
+
+
+def _slow(request):
     from tests.llm_double import Fault
 
+    return Fault.slow(0.15, answer(request))
+
+
+def test_kill_and_resume(cache_env):
+    """SIGKILL mid-run, then resume: exactly n examples, none duplicated, store intact."""
     out = cache_env / "killed"
-
-    def slow(request):
-        return Fault.slow(0.15, answer(request))
-
-    with LLMDouble(slow) as double:
-        env = {**os.environ, "MEDSYNTH_CACHE_DIR": str(cache_env / "cache"), "PYTHONPATH": str(ROOT)}
-        cmd = [sys.executable, "-m", "medsynth", "build", "ner", "--n", "40", "--out", str(out), "--base-url",
-               double.base_url, "--model", "double-model", "--no-progress"]
-        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.time() + 60
-        while time.time() < deadline:
-            if (out / "store.sqlite").exists():
-                try:
-                    with sqlite3.connect(out / "store.sqlite") as db:
-                        if db.execute("SELECT COUNT(*) FROM examples").fetchone()[0] >= 5:
-                            break
-                except sqlite3.OperationalError:
-                    pass
-            time.sleep(0.1)
+    with LLMDouble(_slow) as double:
+        cmd, env = _slow_build(cache_env, out, double)
+        proc = _start_until(cmd, env, out, 5)
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         with sqlite3.connect(out / "store.sqlite") as db:
@@ -133,6 +144,22 @@ def test_kill_and_resume(cache_env):
     assert len(rows) == 40 and len({r["id"] for r in rows}) == 40 and len({r["text"] for r in rows}) == 40
     with sqlite3.connect(out / "store.sqlite") as db:
         assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+def test_sigterm_exports_what_was_kept_and_records_the_time_spent(cache_env):
+    """SIGTERM (a scheduler's stop) takes the Ctrl-C path: one line on stderr, exit 130, and the exports and
+    stats.json describe the examples kept so far, including the seconds this invocation ran."""
+    out = cache_env / "stopped"
+    with LLMDouble(_slow) as double:
+        cmd, env = _slow_build(cache_env, out, double)
+        proc = _start_until(cmd, env, out, 5)
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "Traceback" not in err and "interrupted" in err
+    stats = json.loads((out / "stats.json").read_text())
+    assert 5 <= stats["kept"] < 40 and len(_rows(out)) == stats["kept"]
+    assert stats["requested"] == 40 and stats["llm_calls"] >= stats["kept"] and stats["seconds"] >= 0.5
 
 
 def _cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
