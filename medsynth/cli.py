@@ -219,7 +219,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
                          value=args.dataset)
     out = Path(args.out or f"benchmarks/results/{args.kind}-{args.dataset}")
     if args.report_only:
-        results = report(out, title=f"{args.task_name or args.kind} on {args.dataset}")
+        # The task's own name (no version), as a full bench titles it, so --report-only rewrites the same table.
+        results = report(out, title=f"{get_task(args.task_name or args.kind, args.task_file).name} on {args.dataset}")
     else:
         label_map = dict(pair.split("=", 1) for pair in args.label_map.split(",")) if args.label_map else None
         cfg = BenchConfig(task=get_task(args.task_name or args.kind, args.task_file), dataset=args.dataset,

@@ -300,3 +300,19 @@ def test_model_labels_map_through_the_task_mapping_or_stay_corpus_labels():
     assert model_mapping(["Chemical", "Disease", "Drug"], mapping) == {"Chemical": "Chemical", "Drug": "Chemical"}
     assert model_mapping(["Chemical"], {"Medication": "Chemical"}) == {"Chemical": "Chemical"}  # a supervised model
     assert model_mapping(["Gene"], mapping) == {}
+
+
+def test_report_only_rewrites_the_tables_a_bench_wrote_even_for_a_versioned_task_name(tmp_path, data_dir):
+    """`--report-only --task NAME.vN` must title the table as the bench did (the task's own name), so the README's
+    reproduction command leaves committed tables unchanged."""
+    from medsynth.cli import main
+
+    out = tmp_path / "bench"
+    with LLMDouble(_oracle) as double:
+        _zero_shot_only(out, data_dir, double)
+    table = (out / "table.md").read_text()
+    assert table.startswith("### ncbi-disease on ncbi-disease")
+    args = ["bench", "ner", "--task", "ncbi-disease.v1", "--dataset", "ncbi-disease", "--out", str(out),
+            "--data-dir", str(data_dir), "--report-only"]
+    assert main(args) == 0
+    assert (out / "table.md").read_text() == table
