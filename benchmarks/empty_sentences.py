@@ -14,7 +14,6 @@ with the date, machine and command, from the stored predictions only.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from datetime import datetime, timezone
@@ -23,6 +22,7 @@ from pathlib import Path
 from gen_speed import _cpu  # benchmarks/ is on sys.path when this script runs
 from medsynth import corpora
 from medsynth.evaluate import entity_scores, iob2_spans, read_records
+from medsynth.jsonl import json_lines
 
 RESULTS = Path(__file__).resolve().parent / "results" / "empty-sentences.md"
 
@@ -66,8 +66,7 @@ def training_density(runs: list[str], corpus_names: list[str]) -> list[str]:
     came back with a mention, for medsynth datasets (data.jsonl) and real train splits."""
     rows = []
     for run in runs:
-        records = [json.loads(line) for line in
-                   (Path(run) / "data.jsonl").read_text(encoding="utf-8").splitlines() if line.strip()]
+        records = [row for _, row in json_lines(Path(run) / "data.jsonl", "dataset")]
         rows.append((f"`{run}`", [len(r.get("entities") or []) for r in records], _planned_empty(records)))
     for name in corpus_names:
         counts = [len(iob2_spans(s.tags)) for s in corpora.load_corpus(name, "train")]

@@ -52,7 +52,8 @@ def measure(run: Path, since: str | None = None, until: str | None = None) -> di
     completion = sum(r[2] for r in rows)
     window = f"{since or ''}..{until or ''}" if since or until else None
     return {
-        "run": str(run) + (f" ({window})" if window else ""), "task": ident.get("task"), "model": ident.get("model"), "format": ident.get("format"),
+        "run": str(run) + (f" ({window})" if window else ""), "task": ident.get("task"), "model": ident.get("model"),
+        "format": ident.get("format"),
         "requests": len(rows), "kept": kept, "keep_rate": round(kept / len(rows), 3),
         "active_minutes": round(active / 60, 1),
         "kept_per_minute": round(kept / (active / 60), 2) if active else None,

@@ -218,12 +218,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
         raise UsageError(f"unknown dataset; known datasets: {', '.join(list_corpora())}", field="--dataset",
                          value=args.dataset)
     out = Path(args.out or f"benchmarks/results/{args.kind}-{args.dataset}")
+    task = get_task(args.task_name or args.kind, args.task_file)
     if args.report_only:
         # The task's own name (no version), as a full bench titles it, so --report-only rewrites the same table.
-        results = report(out, title=f"{get_task(args.task_name or args.kind, args.task_file).name} on {args.dataset}")
+        results = report(out, title=f"{task.name} on {args.dataset}")
     else:
         label_map = dict(pair.split("=", 1) for pair in args.label_map.split(",")) if args.label_map else None
-        cfg = BenchConfig(task=get_task(args.task_name or args.kind, args.task_file), dataset=args.dataset,
+        cfg = BenchConfig(task=task, dataset=args.dataset,
                           systems=[s.strip() for s in args.systems.split(",") if s.strip()], out=out,
                           data_dir=args.data_dir, limit=args.limit, seed=args.seed, shots=args.shots,
                           train_data=[Path(p) for p in args.train_data], train=_train_config(args),

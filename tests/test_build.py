@@ -134,7 +134,7 @@ def test_kill_and_resume(cache_env):
         cmd, env = _slow_build(cache_env, out, double)
         proc = _start_until(cmd, env, out, 5)
         proc.send_signal(signal.SIGKILL)
-        proc.wait()
+        proc.communicate()  # drains the stderr pipe _start_until opened
         with sqlite3.connect(out / "store.sqlite") as db:
             kept_before = db.execute("SELECT COUNT(*) FROM examples").fetchone()[0]
         assert 5 <= kept_before < 40
