@@ -12,10 +12,10 @@ from __future__ import annotations
 import json
 import sys
 
-from medsynth import corpora
-from medsynth.jsonl import read_jsonl
+from medsynth.data.corpora import ner as corpora
+from medsynth.data.jsonl import read_jsonl
 from medsynth.spec import get_task
-from medsynth.tokenize import bio_to_spans, detokenize
+from medsynth.data.tokens import bio_to_spans, detokenize
 from train_texts import sampled_train  # the sibling script that wrote the annotate input
 
 

@@ -21,14 +21,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from gen_speed import _cpu  # benchmarks/ is on sys.path when this script runs
-from medsynth import corpora
-from medsynth.evaluate import entity_scores, read_records
-from medsynth.jsonl import json_lines
+from medsynth.data.corpora import ner as corpora
+from medsynth.evaluate.scores import entity_scores, read_records
+from medsynth.data.jsonl import json_lines
 from medsynth.llm.client import LLMClient, LLMConfig
 from medsynth.llm.journal import KEYS
 from medsynth.spec import get_task
-from medsynth.tokenize import detokenize
-from medsynth.zeroshot import REQUEST, mentions_from_answer, tags_for, zero_shot_messages, zero_shot_schema
+from medsynth.data.tokens import detokenize
+from medsynth.evaluate.zeroshot import REQUEST, mentions_from_answer, tags_for, zero_shot_messages, zero_shot_schema
 
 
 def _line_of(source: str) -> str:

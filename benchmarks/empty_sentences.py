@@ -20,9 +20,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from gen_speed import _cpu  # benchmarks/ is on sys.path when this script runs
-from medsynth import corpora
-from medsynth.evaluate import entity_scores, iob2_spans, read_records
-from medsynth.jsonl import json_lines
+from medsynth.data.corpora import ner as corpora
+from medsynth.evaluate.scores import entity_scores, iob2_spans, read_records
+from medsynth.data.jsonl import json_lines
 
 RESULTS = Path(__file__).resolve().parent / "results" / "empty-sentences.md"
 

@@ -8,7 +8,7 @@ For every Disease mention of each generated run (`data.jsonl`), it counts three 
   `tasks/ncbi-disease.yaml`, its first two guidelines as lists (`export --apply-span-rules` enforces them).
 - Abbreviations defined in parentheses right after a mention, and later lone uses of them in the same text,
   labelled or not. The corpus labels every later use of an abbreviation.
-- How many mentions have the shape of an abbreviation (`medsynth.diagnose.shape`).
+- How many mentions have the shape of an abbreviation (`medsynth.evaluate.diagnose.shape`).
 
 With `--test`, the shape share and the share of mentions starting with an included word are computed over the
 gold mentions stored in a bench folder's predictions, and for each system there how many of those modifier-initial
@@ -27,8 +27,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from gen_speed import _cpu  # benchmarks/ is on sys.path when this script runs
-from medsynth.diagnose import shape
-from medsynth.evaluate import iob2_spans, read_records
+from medsynth.evaluate.diagnose import shape
+from medsynth.evaluate.scores import iob2_spans, read_records
 from medsynth.spec import get_task
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -151,7 +151,7 @@ def main(args: list[str]) -> None:
             lines.append(f"| {name} | {system} | {c.get('gold_with_modifier', 0)} | {c.get('found_exactly', 0)} | "
                          f"{c.get('modifier_left_out', 0)} |")
     lines += ["", "Modifiers: " + ", ".join(INSIDE) + " (the task's `span_include`: inside the span); "
-              "excluded words: " + ", ".join(OUTSIDE) + " (its `span_exclude`: never the first word). Abbreviation-shaped: `medsynth.diagnose.shape`."]
+              "excluded words: " + ", ".join(OUTSIDE) + " (its `span_exclude`: never the first word). Abbreviation-shaped: `medsynth.evaluate.diagnose.shape`."]
     (RESULTS / "label-conventions.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
     print("\n".join(lines))
 

@@ -7,7 +7,7 @@ benchmarks/results/ner-ncbi-disease/predictions/zero-shot.jsonl), so that a foll
 hold a copy of the baseline.
 
 Overlapping per-system intervals do not settle whether A beats B on the same sentences; resampling the sentences
-jointly does (`medsynth.evaluate.paired_bootstrap`, Koehn 2004, 1000 rounds, seed 13). Writes DIR/paired.md
+jointly does (`medsynth.evaluate.scores.paired_bootstrap`, Koehn 2004, 1000 rounds, seed 13). Writes DIR/paired.md
 (against zero-shot) or DIR/paired-vs-BASELINE.md, with the date, machine and command, from the stored predictions
 only.
 """
@@ -20,7 +20,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from gen_speed import _cpu  # benchmarks/ is on sys.path when this script runs
-from medsynth.evaluate import paired_bootstrap, read_records, same_sentences
+from medsynth.evaluate.scores import paired_bootstrap, read_records, same_sentences
 
 
 def main(args: list[str]) -> None:

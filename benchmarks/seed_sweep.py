@@ -21,7 +21,7 @@ from datetime import datetime, timezone
 from math import comb
 from pathlib import Path
 
-from medsynth.evaluate import entity_scores, paired_bootstrap, read_records, same_sentences
+from medsynth.evaluate.scores import entity_scores, paired_bootstrap, read_records, same_sentences
 
 
 def sign_test(wins: int, n: int) -> float:

@@ -35,10 +35,10 @@ import psutil
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from medsynth import prompt as prompting  # noqa: E402
+from medsynth.generate import prompt as prompting  # noqa: E402
 from medsynth.llm.client import LLMClient, LLMConfig  # noqa: E402
-from medsynth.parse import parse_answer  # noqa: E402
-from medsynth.plan import make_plan  # noqa: E402
+from medsynth.generate.parse import parse_answer  # noqa: E402
+from medsynth.generate.plan import make_plan  # noqa: E402
 from medsynth.spec import get_task  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"

@@ -21,8 +21,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from gen_speed import _cpu  # benchmarks/ is on sys.path when this script runs
-from medsynth import corpora
-from medsynth.predict import NERPredictor
+from medsynth.data.corpora import ner as corpora
+from medsynth.train.predict import NERPredictor
 
 RESULTS = Path(__file__).resolve().parent / "results" / "tag-speed.md"
 HEADER = ["# Small-model tagging speed on whole test splits", "",

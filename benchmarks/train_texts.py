@@ -11,8 +11,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from medsynth import corpora
-from medsynth.tokenize import detokenize
+from medsynth.data.corpora import ner as corpora
+from medsynth.data.tokens import detokenize
 
 
 def sampled_train(corpus: str, n: int, seed: int = 13) -> list[corpora.IOBSentence]:

@@ -1,3 +1,3 @@
-from medsynth.cli import main
+from medsynth.cli.main import main
 
 raise SystemExit(main())

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from medsynth.cli import main
+from medsynth.cli.main import main
 from medsynth.llm.client import forget_endpoint_modes
-from medsynth.types import Entity, Example
+from medsynth.records import Entity, Example
 from tests import fake_generator
 from tests.llm_double import LLMDouble
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from medsynth.corpora_re import write_pairs
-from medsynth.types import Entity, RelPair
+from medsynth.data.corpora.rel import write_pairs
+from medsynth.records import Entity, RelPair
 
 GENES = ["ZORB1", "KAPLIN", "TREXA2", "MOLVIN", "GRENT4", "PASKA"]
 DISEASES = ["glorbitis", "vantoma", "krell syndrome", "mirovian anemia", "dostal palsy", "tarnick fever"]

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from medsynth.cli import main
-from medsynth.corpora import CORPORA
+from medsynth.cli.main import main
+from medsynth.data.corpora.ner import CORPORA
 from tests.llm_double import closed_port
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from medsynth.evaluate import same_sentences, write_records
+from medsynth.evaluate.scores import same_sentences, write_records
 
 ROOT = Path(__file__).resolve().parents[1]
 

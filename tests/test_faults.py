@@ -24,10 +24,10 @@ from pathlib import Path
 import psutil
 import pytest
 
-from medsynth import build as build_mod
-from medsynth import cli
-from medsynth.build import BuildConfig, run_build
-from medsynth.cli import main
+from medsynth.generate import build as build_mod
+from medsynth.cli import main as cli
+from medsynth.generate.build import BuildConfig, run_build
+from medsynth.cli.main import main
 from medsynth.errors import EndpointError
 from medsynth.llm import embedded
 from medsynth.llm.embedded import LocalServer

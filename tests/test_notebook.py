@@ -15,7 +15,7 @@ def test_quickstart_notebook_runs(tmp_path, monkeypatch):
     import nbformat
     from nbclient import NotebookClient
 
-    from medsynth.corpora import data_dir_candidates
+    from medsynth.data.corpora.ner import data_dir_candidates
 
     if not any(p.exists() for p in data_dir_candidates()) and not os.environ.get("MEDSYNTH_DATA_DIR"):
         pytest.skip("benchmark data (../shared/data) not present")

@@ -2,7 +2,7 @@
 
 The same contract as `build ner`: request slots 0, 1, 2, … are pure functions of the run seed (cell of the
 specialty × setting grid, LLM seeds per step), every finished dialogue is committed to the run store at once
-(`medsynth.store.RunStore`: one row per slot, the kept dialogue as an `Example` whose meta holds the messages),
+(`medsynth.data.store.RunStore`: one row per slot, the kept dialogue as an `Example` whose meta holds the messages),
 so Ctrl-C loses nothing, a re-run makes 0 LLM calls for finished slots and replays in a fresh directory hit the
 response cache. Slots run until `n` dialogues are kept; the dataset is the first `n` kept in slot order.
 """
@@ -19,15 +19,15 @@ from typing import Callable
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from medsynth.aio import run_sync
+from medsynth.llm.aio import run_sync
 from medsynth.chat import topics as T
 from medsynth.chat.transcript import (AI_TAG, HUMAN_TAG, PRIMER, TAGS, CleanResult, Speaker, Turn, clean_turns,
                                       continuation, is_end, render, trim_cut_answer, user_voice_problem)
 from medsynth.errors import MedsynthError
 from medsynth.llm.client import LLMClient
-from medsynth.slots import Outcome, record, run_slots
-from medsynth.store import RunStore
-from medsynth.types import Example
+from medsynth.generate.slots import Outcome, record, run_slots
+from medsynth.data.store import RunStore
+from medsynth.records import Example
 
 # v2: an answer cut by the token cap is ended at its last full sentence and the dialogue goes on (v1 ended the
 # dialogue there and dropped the answer). v3: the topic step also writes the user's first question, and a user

@@ -1,7 +1,7 @@
 """Exports of a chat run: data.jsonl, a HF DatasetDict in the common chat `messages` format, a card, stats.
 
 Pure functions of the kept dialogues (plus the run's counters), written atomically, so a re-run that changes
-nothing rewrites identical files. The split is by id hash (`medsynth.export.split_of`), like the NER exports:
+nothing rewrites identical files. The split is by id hash (`medsynth.data.export.split_of`), like the NER exports:
 growing a run never moves a dialogue between train and validation.
 """
 
@@ -16,8 +16,8 @@ from pathlib import Path
 
 from medsynth.chat.build import AI_SYSTEM, HUMAN_SYSTEM
 from medsynth.chat.topics import TOPIC_SYSTEM
-from medsynth.export import SPLITS, _atomic_write, _table, split_of
-from medsynth.types import Example
+from medsynth.data.export import SPLITS, _atomic_write, _table, split_of
+from medsynth.records import Example
 
 
 def split(examples: list[Example]) -> dict[str, list[Example]]:

@@ -18,8 +18,8 @@ from pathlib import Path
 
 from medsynth.chat.transcript import user_voice_problem
 from medsynth.errors import MedsynthError
-from medsynth.jsonl import read_utf8
-from medsynth.parse import load_json_object
+from medsynth.data.jsonl import read_utf8
+from medsynth.generate.parse import load_json_object
 
 SPECIALTIES: tuple[str, ...] = (
     "cardiology", "endocrinology", "gastroenterology", "pulmonology", "nephrology", "neurology", "psychiatry",

@@ -21,9 +21,9 @@ from typing import Callable, Sequence, TypeVar
 
 from tqdm import tqdm
 
-from medsynth.aio import run_sync
+from medsynth.llm.aio import run_sync
 from medsynth.errors import MedsynthError
-from medsynth.jsonl import json_lines
+from medsynth.data.jsonl import json_lines
 from medsynth.llm.client import LLMClient
 
 T = TypeVar("T")

@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import Sequence
 
 from medsynth.spec import TaskSpec
-from medsynth.types import Example
+from medsynth.records import Example
 
 
 def quality_summary(examples: Sequence[Example], task: TaskSpec | None, reference_texts: Sequence[str] | None = None,

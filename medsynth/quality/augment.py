@@ -16,8 +16,8 @@ from __future__ import annotations
 import re
 from typing import Sequence
 
-from medsynth.diagnose import shape
-from medsynth.types import DERIVED_FROM, Entity, Example
+from medsynth.evaluate.diagnose import shape
+from medsynth.records import DERIVED_FROM, Entity, Example
 
 _OPEN = re.compile(r"\s*\(\s*$")
 _CLOSE = re.compile(r"^\s*\)")

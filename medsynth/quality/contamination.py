@@ -20,13 +20,13 @@ from typing import Iterable, Sequence
 
 from medsynth.errors import MedsynthError
 from medsynth.quality.diversity import words
-from medsynth.types import Example
+from medsynth.records import Example
 
 log = logging.getLogger(__name__)
 
 DEFAULT_N = 13
 MIN_WHOLE_WORDS = 6
-# NER benchmark test splits read through medsynth.corpora (bc5cdr holds both the chemical and disease files'
+# NER benchmark test splits read through medsynth.data.corpora.ner (bc5cdr holds both the chemical and disease files'
 # sentences, so loading it once covers all three BC5CDR variants).
 DEFAULT_CORPORA = ("ncbi-disease", "bc5cdr")
 
@@ -90,7 +90,7 @@ def benchmark_test_texts(data_dir: str | Path | None = None,
     error; a corpus whose files are absent is skipped with a log line. RE corpora are not IOB files: pass their
     texts to `contamination` directly.
     """
-    from medsynth.corpora import resolve_data_dir
+    from medsynth.data.corpora.ner import resolve_data_dir
 
     try:
         root = resolve_data_dir(data_dir)
@@ -102,8 +102,8 @@ def benchmark_test_texts(data_dir: str | Path | None = None,
 @lru_cache(maxsize=4)
 def _test_texts(root: str, corpora: tuple[str, ...]) -> dict[str, list[str]]:
     """Parsed once per process: every export of every build checks contamination against the same files."""
-    from medsynth.corpora import load_corpus
-    from medsynth.tokenize import detokenize
+    from medsynth.data.corpora.ner import load_corpus
+    from medsynth.data.tokens import detokenize
 
     out: dict[str, list[str]] = {}
     for name in corpora:

@@ -25,7 +25,7 @@ from typing import Sequence
 from pydantic import BaseModel, Field
 
 from medsynth.spec import TaskSpec
-from medsynth.types import Example
+from medsynth.records import Example
 
 
 class CurateConfig(BaseModel):

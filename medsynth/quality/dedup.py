@@ -18,8 +18,8 @@ from typing import Sequence
 
 import numpy as np
 
-from medsynth.filter import normalize_text
-from medsynth.types import Example
+from medsynth.generate.filter import normalize_text
+from medsynth.records import Example
 
 _MERSENNE = np.uint64((1 << 61) - 1)
 _MAX32 = (1 << 32) - 1

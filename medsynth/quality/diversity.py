@@ -12,9 +12,9 @@ import re
 from collections import Counter
 from typing import Sequence
 
-from medsynth.filter import normalize_text
+from medsynth.generate.filter import normalize_text
 from medsynth.spec import TaskSpec
-from medsynth.types import Example
+from medsynth.records import Example
 
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)
 

@@ -29,10 +29,10 @@ from pathlib import Path
 from typing import Sequence
 
 from medsynth.errors import MedsynthError
-from medsynth.jsonl import json_lines, read_utf8
+from medsynth.data.jsonl import json_lines, read_utf8
 from medsynth.quality.diversity import words
 from medsynth.quality.runs import load_run_examples, merge_quality_json, read_examples_jsonl
-from medsynth.types import Example
+from medsynth.records import Example
 
 IOB_SUFFIXES = (".tsv", ".iob", ".conll", ".bio")
 TOP_WORDS = 20
@@ -49,7 +49,7 @@ class Reference:
 
 # -- loading --------------------------------------------------------------------------------------------------
 def _iob_examples(sentences: list, prefix: str) -> list[Example]:
-    from medsynth.tokenize import bio_to_spans, detokenize
+    from medsynth.data.tokens import bio_to_spans, detokenize
 
     out = []
     for i, sent in enumerate(sentences):
@@ -74,7 +74,7 @@ def _jsonl_reference(path: Path) -> Reference:
 def load_reference(spec: str, data_dir: str | Path | None = None) -> Reference:
     """A reference from a known corpus (`ncbi-disease:test`, split defaults to test), an IOB/CoNLL file,
     a .jsonl of Examples or {"text": ...} objects, or a .txt with one text per line."""
-    from medsynth.corpora import list_corpora, load_corpus, read_iob
+    from medsynth.data.corpora.ner import list_corpora, load_corpus, read_iob
 
     path = Path(spec)
     name, _, split = spec.partition(":")

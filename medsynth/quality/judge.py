@@ -29,14 +29,14 @@ from typing import Sequence
 
 from tqdm import tqdm
 
-from medsynth.aio import run_sync
+from medsynth.llm.aio import run_sync
 from medsynth.errors import MedsynthError
 from medsynth.llm.client import LLMClient
-from medsynth.parse import load_json_object
+from medsynth.generate.parse import load_json_object
 from medsynth.quality.runs import load_run_examples, merge_quality_json
 from medsynth.spec import TaskSpec, task_brief
-from medsynth.store import SQLiteFile, open_sqlite
-from medsynth.types import Example
+from medsynth.data.store import SQLiteFile, open_sqlite
+from medsynth.records import Example
 
 JUDGE_VERSION = 2  # bump when the instructions below change meaning (it is part of the prompt hash anyway)
 JUDGE_FILE = "judge.sqlite"

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from medsynth.errors import MedsynthError
-from medsynth.types import Example
+from medsynth.records import Example
 
 QUALITY_FILE = "quality.json"
 
@@ -47,7 +47,7 @@ def load_run_examples(run_dir: str | Path, limit: int | None = None) -> list[Exa
     if (run / "data.jsonl").is_file() and not (limit is not None and has_store):
         return read_examples_jsonl(run / "data.jsonl")[:limit]
     if has_store:
-        from medsynth.store import RunStore
+        from medsynth.data.store import RunStore
 
         with RunStore(run, lock=False) as store:
             return store.examples(limit=limit)
@@ -63,7 +63,7 @@ def run_task_name(run_dir: str | Path) -> str | None:
     except (OSError, ValueError, AttributeError):
         name = None
     if not name and (run / "store.sqlite").is_file():
-        from medsynth.store import RunStore
+        from medsynth.data.store import RunStore
 
         with RunStore(run, lock=False) as store:
             name = store.identity().get("task")

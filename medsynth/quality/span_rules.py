@@ -16,7 +16,7 @@ import re
 from typing import Sequence
 
 from medsynth.spec import TaskSpec
-from medsynth.types import Entity, Example
+from medsynth.records import Entity, Example
 
 SPAN_RULES = "span_rules"  # meta key: how many boundaries of this example the rules moved
 

@@ -1,0 +1,396 @@
+"""Command line: `python -m medsynth {tasks,build,export,judge,report,train,predict,bench,distill} ...`.
+
+User mistakes (MedsynthError) print one line to stderr and exit non-zero; Ctrl-C says how to resume. Nothing
+here does the work itself: each command parses options and calls the module for its step.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from medsynth.errors import MedsynthError, UsageError
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage errors are one line too (the full usage stays one `--help` away)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def _positive_int(value: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {value!r}") from None
+    if n <= 0:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {n}")
+    return n
+
+
+def _add_llm_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("LLM endpoint (default: the embedded local model on 127.0.0.1)")
+    g.add_argument("--llm", default="qwen", help="embedded model: qwen (default), tiny (SmolLM2-135M, tests), or a .gguf path")
+    g.add_argument("--base-url", default=None, help="any OpenAI-compatible endpoint (also OPENAI_BASE_URL); key from OPENAI_API_KEY")
+    g.add_argument("--model", dest="llm_model", default=None, help="model name at --base-url (also OPENAI_MODEL)")
+    g.add_argument("--threads", type=_positive_int, default=None,
+                   help="CPU threads for the embedded model (default: all cores; use fewer to keep the machine usable)")
+    g.add_argument("--concurrency", type=_positive_int, default=1, help="requests in flight (default 1)")
+    g.add_argument("--temperature", type=float, default=0.8)
+    g.add_argument("--max-tokens", type=_positive_int, default=256, help="cap per answer (default 256)")
+    g.add_argument("--timeout", type=float, default=180.0, help="seconds per request before a retry")
+    g.add_argument("--structured", choices=["auto", "llamacpp", "openai", "plain"], default="auto",
+                   help="structured-output form: auto (per endpoint), llamacpp (json_object+schema grammar), "
+                        "openai (json_schema), plain (JSON asked in the prompt only)")
+    g.add_argument("--no-cache", action="store_true", help="bypass the response cache")
+
+
+def _session(args: argparse.Namespace, log_dir: Path | None = None):
+    from medsynth.llm.session import llm_session
+
+    return llm_session(llm=args.llm, base_url=args.base_url, model=args.llm_model, concurrency=args.concurrency,
+                       temperature=args.temperature, max_tokens=args.max_tokens, timeout=args.timeout,
+                       cache=not args.no_cache, log_dir=log_dir, structured=args.structured,
+                       threads=args.threads)
+
+
+def cmd_tasks(args: argparse.Namespace) -> int:
+    from medsynth.spec import registry
+
+    for spec in sorted(registry().values(), key=lambda s: s.name):
+        rels = f"  relations: {', '.join(r.name for r in spec.relations)}" if spec.relations else ""
+        print(f"{spec.name:<16} {spec.registry_name:<20} {spec.kind:<4} labels: {', '.join(spec.label_names)}{rels}")
+    return 0
+
+
+def generate_or_export(args: argparse.Namespace, out: Path, cfg, already_built, export_existing, run) -> dict:
+    """The shared tail of every `build` kind: re-export a finished run without starting any LLM, else open the
+    LLM session (restartable local server) and run the build; returns the build's stats."""
+    out.mkdir(parents=True, exist_ok=True)
+    if already_built(cfg) and args.base_url is None:
+        return export_existing(cfg)  # nothing to generate: no need to start the local LLM at all
+    with _session(args, log_dir=out) as session:
+        return run(cfg, session.client, session.model_name, session.restart)
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    from medsynth.generate.build import BuildConfig, already_built, export_existing, run_build
+    from medsynth.spec import get_task
+
+    if args.kind == "chat":  # Baize self-chat dialogues: no task, no labels
+        from medsynth.cli.chat import build_command
+
+        if args.annotate or args.reference:
+            raise UsageError("--annotate and --reference apply to `build ner` / `build re`, not chat")
+        args.n = args.n or 200
+        return build_command(args)
+    default = {"ner": "ner", "re": "cdr"}[args.kind]
+    task = get_task(args.task_name or (None if args.task_file else default), args.task_file)
+    if task.kind != args.kind:  # a `build re` run exports hf/, conll/ and spacy/ too: it serves NER training
+        raise UsageError(f"task {task.name!r} is a {task.kind} task; use `build {task.kind}`")
+    if task.kind == "re" and args.format != "json":
+        raise UsageError("`build re` needs --format json (inline markup cannot state relations)")
+    out = Path(args.out or f"runs/{args.kind}")
+    cfg = BuildConfig(task=task, n=args.n or 200, out=out, seed=args.seed, format=args.format,
+                      temperature=args.temperature, max_tokens=args.max_tokens, progress=not args.no_progress,
+                      curate=_curate_config(args, task))
+    if args.annotate:
+        cfg = _annotate_config(cfg, args)
+    if args.reference:
+        cfg = _reference_config(cfg, args)
+    stats = generate_or_export(args, out, cfg, already_built, export_existing, run_build)
+    print(f"kept {stats['kept']}/{stats['requested']} examples in {out} "
+          f"({stats['rejected']} rejected; {stats['llm_calls']} LLM calls, {stats['cache_hits']} cache hits)")
+    return 0
+
+
+def _annotate_config(cfg, args: argparse.Namespace):
+    """Annotate mode: label the texts of --annotate instead of generating; --n caps how many (default all)."""
+    from medsynth.generate.annotate import read_corpus
+
+    if args.reference:
+        raise UsageError("--reference steers generation plans; annotate mode labels given texts and plans nothing")
+    if cfg.task.kind != "ner":
+        raise UsageError("--annotate labels entities only; use `build ner`")
+    if args.format != "json":
+        raise UsageError("--annotate uses the zero-shot JSON prompt; leave --format at json")
+    corpus = read_corpus(args.annotate)  # bad input fails here, before any store is opened
+    n = min(args.n or len(corpus.texts), len(corpus.texts))
+    return cfg.model_copy(update={"annotate": Path(args.annotate), "n": n})
+
+
+def _reference_config(cfg, args: argparse.Namespace):
+    """Reference matching: the planner follows the reference's length / mention / label distributions."""
+    from medsynth.generate.reference import reference_stats
+
+    ref = reference_stats(args.reference, cfg.task)
+    return cfg.model_copy(update={"plan_stats": ref.stats, "reference_card": ref.card_summary()})
+
+
+def _train_config(args: argparse.Namespace):
+    from medsynth.train.ner import TrainConfig
+
+    fields = {"model": args.encoder, "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
+              "max_length": args.max_length, "patience": args.patience, "seed": args.seed,
+              "min_score": getattr(args, "min_score", None), "use_weights": getattr(args, "use_weights", False),
+              "device": args.device, "max_steps": args.max_steps}
+    return TrainConfig(**{k: v for k, v in fields.items() if v is not None})
+
+
+def _add_weighting_options(p: argparse.ArgumentParser) -> None:
+    """Judge-score controls (NER): a hard threshold or soft loss weights, for `train` and `bench`'s synthetic models."""
+    p.add_argument("--min-score", type=float, default=None, help="drop examples whose judge score is below this")
+    p.add_argument("--use-weights", action="store_true", help="weight the loss by each example's weight (score/5)")
+
+
+def _add_train_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("small model")
+    g.add_argument("--encoder", default=None, help="minilm (packaged MiniLM-L6, default) or any HF path or id")
+    g.add_argument("--epochs", type=_positive_int, default=None)
+    g.add_argument("--batch-size", type=_positive_int, default=None)
+    g.add_argument("--lr", type=float, default=None)
+    g.add_argument("--max-length", type=_positive_int, default=None, help="subword window (longer sentences are strided)")
+    g.add_argument("--patience", type=_positive_int, default=None, help="early-stopping patience in epochs")
+    g.add_argument("--max-steps", type=_positive_int, default=None, help="stop after this many steps (quick looks)")
+    g.add_argument("--device", default=None, help="auto (default), cpu or cuda")
+    g.add_argument("--marker", choices=["mask", "tags"], default=None,
+                   help="relation models: entities replaced by @LABEL$ (mask, default) or wrapped in [E1]..[/E2] (tags)")
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from medsynth.train.ner import train_ner
+
+    if args.task_kind == "re":
+        from medsynth.cli.rel import train_command
+
+        return train_command(args)
+    if args.backend == "spacy":
+        from medsynth.train.spacy_ner import train_spacy
+
+        metrics = train_spacy(Path(args.data), Path(args.out), max_steps=args.max_steps, seed=args.seed or 13)
+        print(f"saved spaCy pipeline to {metrics['model_dir']}")
+        return 0
+    metrics = train_ner(Path(args.data), Path(args.out), _train_config(args), progress=not args.no_progress)
+    f1 = metrics.get("best_val_f1", metrics.get("val_f1"))
+    print(f"saved model to {args.out}" + (f" (validation F1 {100 * f1:.1f})" if isinstance(f1, float) else ""))
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from medsynth.train.predict import NERPredictor
+
+    texts = list(args.text)
+    if args.file:
+        try:
+            texts += [line for line in Path(args.file).read_text(encoding="utf-8").splitlines() if line.strip()]
+        except UnicodeDecodeError as err:
+            line = err.object.count(b"\n", 0, err.start) + 1
+            raise MedsynthError(f"not UTF-8 text (byte {err.start})", where=f"{args.file}:{line}",
+                                value=err.object[err.start : err.end]) from None
+        except OSError as err:
+            raise MedsynthError(f"cannot read input ({err.strerror or err.__class__.__name__})",
+                                where=args.file) from None
+    if not texts:
+        raise UsageError("give TEXT arguments or --file FILE")
+    from medsynth.train.spacy_ner import SpacyPredictor, is_spacy_model
+
+    model_dir = Path(args.model)
+    predictor = SpacyPredictor(model_dir) if is_spacy_model(model_dir) else NERPredictor(model_dir)
+    for text, ents in zip(texts, predictor.predict(texts)):
+        print(json.dumps({"text": text, "entities": [e.model_dump() for e in ents]}, ensure_ascii=False))
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from medsynth.evaluate.bench import BenchConfig, report, run_bench
+    from medsynth.data.corpora.ner import list_corpora
+    from medsynth.spec import get_task
+
+    if args.kind == "re":
+        from medsynth.cli.rel import bench_command
+
+        return bench_command(args, lambda out: _session(args, log_dir=out))
+    if args.dataset not in list_corpora():
+        raise UsageError(f"unknown dataset; known datasets: {', '.join(list_corpora())}", field="--dataset",
+                         value=args.dataset)
+    out = Path(args.out or f"benchmarks/results/{args.kind}-{args.dataset}")
+    task = get_task(args.task_name or args.kind, args.task_file)
+    if args.report_only:
+        # The task's own name (no version), as a full bench titles it, so --report-only rewrites the same table.
+        results = report(out, title=f"{task.name} on {args.dataset}")
+    else:
+        label_map = dict(pair.split("=", 1) for pair in args.label_map.split(",")) if args.label_map else None
+        cfg = BenchConfig(task=task, dataset=args.dataset,
+                          systems=[s.strip() for s in args.systems.split(",") if s.strip()], out=out,
+                          data_dir=args.data_dir, limit=args.limit, seed=args.seed, shots=args.shots,
+                          train_data=[Path(p) for p in args.train_data], train=_train_config(args),
+                          label_map=label_map, retrain=args.retrain, progress=not args.no_progress,
+                          name_by_data=args.name_by_data)
+        results = run_bench(cfg, lambda: _session(args, log_dir=out))
+    print((out / "table.md").read_text(encoding="utf-8"))
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from medsynth.generate.build import BuildConfig, export_existing
+    from medsynth.spec import get_task
+    from medsynth.data.store import RunStore
+
+    src = Path(args.run)
+    if not (src / "store.sqlite").exists():
+        raise MedsynthError("not a medsynth run (no store.sqlite)", where=str(src))
+    with RunStore(src, lock=False) as store:
+        ident = store.identity()
+    task = get_task(str(ident.get("task", "")), args.task_file)  # the exact version that built the run
+    cfg = BuildConfig(task=task, n=args.n, out=Path(args.out), seed=ident.get("seed", 13),
+                      format=ident.get("format", "json"), progress=False, curate=_curate_config(args, task))
+    Path(args.out).mkdir(parents=True, exist_ok=True)
+    stats = export_existing(cfg, source=src)
+    cur = stats["curation"]
+    dropped, added = sum(cur["dropped"].values()), sum(cur.get("added", {}).values())
+    moved = sum(v for k, v in cur.get("relabelled", {}).items() if k != "examples_changed")
+    print(f"exported the first {cur['input']} examples of {src} to {args.out}"
+          + (f" ({dropped} dropped by curation)" if dropped else "")
+          + (f" ({added} copies added by curation)" if added else "")
+          + (f" ({moved} span boundaries moved by the span rules)" if moved else ""))
+    return 0
+
+
+def _add_curate_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("curation (what the exported dataset keeps; the run store keeps everything)")
+    g.add_argument("--dedup", action="store_true", help="drop exact and near-duplicate sentences (MinHash)")
+    g.add_argument("--dedup-threshold", type=float, default=0.8, help="word 3-shingle Jaccard (default 0.8)")
+    g.add_argument("--drop-phi", action="store_true", help="drop sentences the privacy screen flags")
+    g.add_argument("--reuse-abbreviations", action="store_true",
+                   help="add a copy of each sentence that defines an abbreviation, with the abbreviation alone")
+    g.add_argument("--apply-span-rules", action="store_true",
+                   help="move span boundaries over the words the task's labels declare in span_include/span_exclude")
+
+
+def _curate_config(args: argparse.Namespace, task):
+    from medsynth.quality.curate import CurateConfig
+
+    if not 0 < args.dedup_threshold <= 1:
+        raise UsageError("must be in (0, 1]", field="--dedup-threshold", value=args.dedup_threshold)
+    if args.apply_span_rules and not any(lab.span_include or lab.span_exclude for lab in task.labels):
+        raise UsageError(f"task {task.registry_name} declares no span_include or span_exclude words on any label",
+                         field="--apply-span-rules", value=True)
+    return CurateConfig(dedup=args.dedup, dedup_threshold=args.dedup_threshold, drop_phi=args.drop_phi,
+                        reuse_abbreviations=args.reuse_abbreviations, span_rules=args.apply_span_rules)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="python -m medsynth", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    sub.add_parser("tasks", help="list task plugins and their labels").set_defaults(func=cmd_tasks)
+
+    b = sub.add_parser("build", help="generate a labelled synthetic dataset")
+    b.add_argument("kind", choices=["ner", "re", "chat"], help="what to build (chat: Baize self-chat dialogues)")
+    b.add_argument("--task", dest="task_name", default=None, help="task name (default: the kind's default task)")
+    b.add_argument("--task-file", default=None, help="your own task file (YAML/JSON)")
+    b.add_argument("--n", type=_positive_int, default=None,
+                   help="examples to keep (default 200); with --annotate: the first N texts (default all)")
+    b.add_argument("--out", default=None, help="output directory (default runs/ner, runs/re or runs/chat)")
+    b.add_argument("--seed", type=int, default=13)
+    b.add_argument("--format", choices=["json", "inline"], default="json", help="LLM output format")
+    b.add_argument("--seeds", default=None, help="chat: seed questions, one per line (default: LLM-proposed topics)")
+    b.add_argument("--max-turns", type=_positive_int, default=6, help="chat: user questions per dialogue (default 6)")
+    b.add_argument("--annotate", default=None, metavar="FILE",
+                   help="ner: label your own texts (one per line, or .jsonl with \"text\") instead of generating")
+    b.add_argument("--reference", default=None, metavar="FILE",
+                   help="match a real corpus's sentence lengths, mentions per sentence and label mix (statistics "
+                        "only): a corpus name (train split unless NAME:SPLIT), IOB .tsv/.conll, .jsonl or .txt")
+    b.add_argument("--no-progress", action="store_true")
+    _add_curate_options(b)
+    _add_llm_options(b)
+    b.set_defaults(func=cmd_build)
+
+    ex = sub.add_parser("export", help="export the first N examples of a run (e.g. learning-curve subsets)")
+    ex.add_argument("--run", required=True, help="a build output directory")
+    ex.add_argument("--n", type=_positive_int, required=True)
+    ex.add_argument("--out", required=True)
+    ex.add_argument("--task-file", default=None, help="the task file, if the run used --task-file")
+    _add_curate_options(ex)
+    ex.set_defaults(func=cmd_export)
+
+    t = sub.add_parser("train", help="fine-tune a small model on a built dataset")
+    t.add_argument("--data", required=True, help="a build output directory (holds hf/; pairs.jsonl for --task re)")
+    t.add_argument("--out", default="models/ner")
+    t.add_argument("--task", dest="task_kind", default="ner", choices=["ner", "re"])
+    t.add_argument("--backend", choices=["transformers", "spacy"], default="transformers",
+                   help="transformers (default: fine-tune an encoder) or spacy (tok2vec+ner from the DocBins)")
+    t.add_argument("--seed", type=int, default=None)
+    _add_weighting_options(t)
+    t.add_argument("--no-progress", action="store_true")
+    _add_train_options(t)
+    t.set_defaults(func=cmd_train)
+
+    pr = sub.add_parser("predict", help="tag text with a trained model; prints JSON lines with character spans")
+    pr.add_argument("--model", required=True, help="a model directory written by `train`")
+    pr.add_argument("--file", default=None, help="one text per line")
+    pr.add_argument("text", nargs="*")
+    pr.set_defaults(func=cmd_predict)
+
+    be = sub.add_parser("bench", help="score zero-shot LLM vs small models on a real test split")
+    be.add_argument("kind", choices=["ner", "re"])
+    be.add_argument("--dataset", required=True, help="ner: ncbi-disease, bc5cdr-chem, bc5cdr-disease or bc5cdr; "
+                                                     "re: gad, chemprot or bc5cdr-cid")
+    be.add_argument("--folds", default=None, help="re on gad: comma-separated CV folds to run (default all 10)")
+    be.add_argument("--systems", default="zero-shot,synthetic,supervised")
+    be.add_argument("--task", dest="task_name", default=None, help="task whose labels are predicted (default ner)")
+    be.add_argument("--task-file", default=None)
+    be.add_argument("--train-data", action="append", default=[], help="medsynth dataset(s) for `synthetic` (repeatable)")
+    be.add_argument("--name-by-data", action="store_true",
+                    help="call a single --train-data system synthetic-<folder> too (adding a learning-curve point)")
+    be.add_argument("--label-map", default=None, help="task=corpus label pairs, e.g. Drug=Chemical")
+    be.add_argument("--data-dir", default=None, help="benchmark data folder (default ../shared/data)")
+    be.add_argument("--limit", type=_positive_int, default=None, help="a fixed seeded sample of N test sentences")
+    be.add_argument("--shots", type=int, default=0, help="k-shot LLM baseline with examples from --train-data")
+    be.add_argument("--out", default=None, help="results folder (default benchmarks/results/KIND-DATASET)")
+    be.add_argument("--seed", type=int, default=13)
+    _add_weighting_options(be)
+    be.add_argument("--retrain", action="store_true", help="train again even if a model is saved")
+    be.add_argument("--report-only", action="store_true", help="recompute tables from stored predictions")
+    be.add_argument("--no-progress", action="store_true")
+    _add_llm_options(be)
+    _add_train_options(be)
+    be.set_defaults(func=cmd_bench)
+
+    from medsynth.cli.quality import add_commands as add_quality_commands  # judge, report
+
+    add_quality_commands(sub)
+
+    from medsynth.chat.distill import add_command as add_distill_command  # distill ner (self-distillation)
+
+    add_distill_command(sub)
+    return parser
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # SIGTERM takes the same path as Ctrl-C: cleanup runs, finished work is kept
+
+
+def main(argv: list[str] | None = None) -> int:
+    import signal
+
+    try:
+        if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+            signal.signal(signal.SIGTERM, _terminate)
+    except ValueError:  # not the main thread (e.g. called from a worker): leave signals alone
+        pass
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except MedsynthError as err:
+        print(f"medsynth: error: {err}", file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        print("medsynth: interrupted; finished work (examples, recorded answers) is kept — run the same command "
+              "again to resume", file=sys.stderr)
+        return 130

@@ -1,0 +1,1 @@
+"""Evaluate: scores, error diagnosis, the zero-shot LLM baseline and the benchmark harness."""

@@ -1,0 +1,181 @@
+"""Annotate mode (`build ner --annotate FILE`): the LLM labels the user's own text instead of writing sentences.
+
+Why: UniversalNER-style distillation. A team with private, unlabelled in-house text (notes, reports) can have
+the local LLM label it and train a small tagger on the result, without the text leaving the machine. The
+labels are the LLM's (black-box labelling of given text), so this is weaker supervision than white-box
+generation, but the text is exactly the domain the tagger will see.
+
+It is the build loop with a different source: slot i is the i-th text of the file instead of the i-th plan.
+Each slot sends the zero-shot NER prompt of `zeroshot.py` (per-label string lists, with the task's definitions
+and guidelines), reads the answer with the same parser, places the strings on the *given* text with
+`align.align`, and applies the entity repairs of `filter.py` (label-name echoes, a label's negative examples,
+lexicon and abbreviation completion). Length, markup and planned-target rules are for generated text and do
+not apply; a text with no entity is kept as a negative example. Storage, resume and the response cache work
+as for generation: a re-run makes 0 LLM calls, and the input's sha256 is part of the run identity, so another
+corpus in the same output directory is refused.
+
+Input: a UTF-8 .jsonl with a "text" string per line, or any other file as plain text with one text per line
+(surrounding whitespace stripped). Blank lines (and blank "text" values) are skipped; `--n` takes the first N
+texts (default: all). Requests are greedy (temperature 0, seed 0), as for the zero-shot baseline: labelling
+is not sampling.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+from medsynth.generate.align import AlignConfig, align
+from medsynth.errors import MedsynthError
+from medsynth.generate.filter import check_annotation
+from medsynth.data.jsonl import decode_utf8
+from medsynth.llm.client import LLMClient, LLMResponse
+from medsynth.spec import TaskSpec
+from medsynth.records import Entity
+from medsynth.evaluate.zeroshot import mentions_from_answer, zero_shot_messages, zero_shot_schema
+
+PROMPT_VERSION = "annotate.v1"
+SOURCE = "annotate"
+
+
+@dataclass(frozen=True)
+class SourceText:
+    """One text to label and where it came from (1-based line of the input file)."""
+
+    line: int
+    text: str
+
+
+@dataclass(frozen=True)
+class Corpus:
+    """The user's texts in file order; `sha256` (of the file's bytes) identifies the run's input."""
+
+    path: Path
+    sha256: str
+    texts: tuple[SourceText, ...]
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+
+# -- reading the input ----------------------------------------------------------------------------------------
+def _read_bytes(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise MedsynthError("annotate input not found", where=str(path)) from None
+    except OSError as err:
+        raise MedsynthError(f"cannot read annotate input ({err.strerror or err.__class__.__name__})",
+                            where=str(path)) from None
+
+
+def _plain_texts(content: str) -> list[SourceText]:
+    return [SourceText(i, ln.strip()) for i, ln in enumerate(content.split("\n"), start=1) if ln.strip()]
+
+
+def _jsonl_texts(path: Path, content: str) -> list[SourceText]:
+    """One {"text": ...} object per line; the text is kept exactly (offsets refer to it as given)."""
+    out = []
+    for i, line in enumerate(content.split("\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except ValueError:
+            raise MedsynthError("line is not JSON", where=f"{path}:{i}", value=line[:60]) from None
+        if not isinstance(obj, dict) or "text" not in obj:
+            raise MedsynthError('expected an object with a "text" field', where=f"{path}:{i}", field="text")
+        if not isinstance(obj["text"], str):
+            raise MedsynthError("must be a string", where=f"{path}:{i}", field="text", value=obj["text"])
+        if obj["text"].strip():
+            out.append(SourceText(i, obj["text"]))
+    return out
+
+
+def read_corpus(path: str | Path) -> Corpus:
+    """The texts to annotate. Any problem (missing, not UTF-8, a bad .jsonl line, no text at all) is a
+    one-line MedsynthError naming the file and line; it is raised before the run store is opened, so it never
+    touches what an earlier run stored."""
+    p = Path(path)
+    data = _read_bytes(p)
+    content = decode_utf8(p, data, bom=True)
+    texts = _jsonl_texts(p, content) if p.suffix.lower() == ".jsonl" else _plain_texts(content)
+    if not texts:
+        raise MedsynthError("annotate input holds no text (expected one text per line, or .jsonl with \"text\")",
+                            where=str(p))
+    return Corpus(p, hashlib.sha256(data).hexdigest(), tuple(texts))
+
+
+# -- one slot -------------------------------------------------------------------------------------------------
+def messages(task: TaskSpec, text: str) -> list[dict]:
+    return zero_shot_messages(task, text, guidelines=True)
+
+
+def prompt_hash(task: TaskSpec) -> str:
+    """Identifies the annotation prompt template (its system message); stored in meta and the run identity."""
+    system = messages(task, "")[0]["content"]
+    return hashlib.sha256(json.dumps([PROMPT_VERSION, system]).encode()).hexdigest()[:16]
+
+
+@dataclass
+class Labelled:
+    """One answer after parse → align → filter: the entities on the given text, or a rejection reason."""
+
+    entities: list[Entity]
+    repairs: Counter
+    reason: str | None
+
+
+def label_text(raw: str | None, text: str, task: TaskSpec, fuzzy: float = 0.85) -> Labelled:
+    """Place the LLM's per-label strings on `text` and apply the entity repairs. Only an unreadable answer is
+    rejected; no mention at all is a valid (negative) annotation."""
+    mentions, error = mentions_from_answer(raw, task)
+    if error:
+        return Labelled([], Counter(), f"parse:{error}")
+    aligned = align(text, mentions, AlignConfig(labels=task.label_names, fuzzy_threshold=fuzzy))
+    repairs: Counter = Counter(aligned.repairs)
+    repairs.update({f"dropped:{k}": v for k, v in aligned.rejections.items()})
+    checked = check_annotation(text, aligned.entities, task)
+    repairs.update(checked.repairs)
+    return Labelled(checked.entities, repairs, None)
+
+
+class Annotator:
+    """The per-slot step of an annotate build: what `Builder` calls instead of plan → generate."""
+
+    def __init__(self, task: TaskSpec, corpus: Corpus, n: int, max_tokens: int, fuzzy: float):
+        if task.kind != "ner":
+            raise MedsynthError("annotate mode labels entities only; use an ner task", field="task",
+                                value=task.name)
+        self.task, self.corpus, self.max_tokens, self.fuzzy = task, corpus, max_tokens, fuzzy
+        self.slots = min(n, len(corpus.texts))
+        self.prompt_hash = prompt_hash(task)
+        self.params = {"temperature": 0.0, "max_tokens": max_tokens, "format": "zero-shot-json"}
+        self._schema = zero_shot_schema(task)
+
+    def identity(self) -> dict:
+        """Identity keys added to the run's: another input file (by content) is another run."""
+        return {"source": SOURCE, "annotate_sha256": self.corpus.sha256}
+
+    async def label(self, client: LLMClient, slot: int) -> tuple[LLMResponse, SourceText, Labelled | None]:
+        """Ask for slot's labels; `Labelled` is None when the request itself failed (the slot is retried)."""
+        src = self.corpus.texts[slot]
+        resp = await client.complete(messages(self.task, src.text), schema=self._schema, seed=0,
+                                     temperature=0.0, max_tokens=self.max_tokens)
+        if resp.text is None:
+            return resp, src, None
+        return resp, src, label_text(resp.text, src.text, self.task, self.fuzzy)
+
+    def meta(self, slot: int, src: SourceText) -> dict:
+        """Provenance of an annotated example; "plan" keeps the slot so exports cut runs the same way."""
+        return {"source": SOURCE, "input": self.corpus.name, "line": src.line,
+                "plan": {"slot": slot, "style": SOURCE, "targets": []}}
+
+
+def done(store_slots: set[int], slots: int) -> bool:
+    """Whether every text slot of an annotate run has an outcome (kept or rejected)."""
+    return all(s in store_slots for s in range(slots))

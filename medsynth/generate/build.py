@@ -1,0 +1,324 @@
+"""The build loop: plan → prompt → LLM → parse → align → filter → store, then export.
+
+Request slots are numbered 0, 1, 2, … and each slot's plan (and LLM seed) is a pure function of the run seed,
+so a re-run replays the same requests from the response cache. Slots run until `n` examples are kept; the
+dataset is the first `n` kept examples in slot order. A finished slot is committed to the store at once, so an
+interrupted run resumes where it stopped, and a larger `--n` only adds slots.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from medsynth.generate import annotate as annotating
+from medsynth.generate import prompt as prompting
+from medsynth.llm.aio import run_sync
+from medsynth.generate.align import AlignConfig, align
+from medsynth.errors import MedsynthError
+from medsynth.data.export import export_all
+from medsynth.generate.filter import check_example, normalize_text
+from medsynth.llm.client import LLMClient
+from medsynth.generate.parse import parse_answer
+from medsynth.generate.plan import Plan, PlanStats, make_plan
+from medsynth.quality.curate import CurateConfig, curate
+from medsynth.generate.relate import relate
+from medsynth.generate.slots import Outcome, run_slots
+from medsynth.spec import TaskSpec
+from medsynth.data.store import RunStore
+from medsynth.records import Example
+
+
+class BuildConfig(BaseModel):
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    task: TaskSpec
+    n: int = Field(gt=0)
+    out: Path
+    seed: int = 13
+    format: prompting.OutputFormat = "json"
+    temperature: float = 0.8
+    max_tokens: int = 256
+    fuzzy_threshold: float = 0.85
+    max_request_factor: float = Field(default=4.0, gt=1, description="give up after n * factor requests")
+    max_endpoint_failures: int = Field(default=8, description="consecutive failed requests before stopping")
+    plan_stats: PlanStats | None = None
+    reference_card: dict | None = Field(default=None, description="what the card says about --reference "
+                                        "(name, size, the stats used); not part of the run identity")
+    annotate: Path | None = Field(default=None, description="label the texts of this file instead of "
+                                  "generating (annotate mode, see annotate.py); n caps how many")
+    curate: CurateConfig = Field(default_factory=CurateConfig)
+    progress: bool = True
+
+
+@dataclass
+class Annotation:
+    """One answer after parse → align → filter (→ relate, for re tasks)."""
+
+    text: str | None
+    entities: list
+    relations: list
+    repairs: Counter
+    reason: str | None  # rejection reason, None when kept
+
+
+def annotate(raw: str | None, task: TaskSpec, plan: Plan, fmt: str, fuzzy: float) -> Annotation:
+    """parse → align → filter, then (re tasks) map relations onto the final entities and apply the plan.
+    Relations come last because the filter may still add or drop entities, which moves indices."""
+    parsed = parse_answer(raw, fmt)
+    repairs: Counter = Counter(parsed.repairs)
+    if parsed.error:
+        return Annotation(None, [], [], repairs, f"parse:{parsed.error}")
+    aligned = align(parsed.text, parsed.mentions, AlignConfig(labels=task.label_names, fuzzy_threshold=fuzzy),
+                    targets=plan.targets)
+    repairs.update(aligned.repairs)
+    repairs.update({f"dropped:{k}": v for k, v in aligned.rejections.items()})
+    checked = check_example(parsed.text, aligned.entities, task, plan)
+    repairs.update(checked.repairs)
+    if not checked.kept or task.kind != "re":
+        return Annotation(parsed.text, checked.entities, [], repairs, None if checked.kept else checked.reason)
+    related = relate(parsed.text, checked.entities, parsed.relations, task, plan, fuzzy)
+    repairs.update(related.repairs)
+    return Annotation(parsed.text, checked.entities, related.relations, repairs, related.rejection)
+
+
+def annotate_answer(raw: str | None, task: TaskSpec, plan: Plan, fmt: str, fuzzy: float
+                    ) -> tuple[str | None, list, Counter, str | None]:
+    """parse → align → filter for one answer: (text, entities, repairs, rejection reason or None)."""
+    ann = annotate(raw, task, plan, fmt, fuzzy)
+    return ann.text, ann.entities, ann.repairs, ann.reason
+
+
+OPTION_KEYS = ("source", "annotate_sha256", "plan_stats")  # identity keys present only when their option is
+
+
+def option_identity(cfg: BuildConfig, corpus: annotating.Corpus | None = None) -> dict:
+    """Identity keys of the optional sources of a build: the annotate input (by content) and the reference
+    statistics. Empty for a plain build, so the identity of existing runs is unchanged."""
+    extra: dict = {}
+    if cfg.annotate is not None:
+        corpus = corpus or annotating.read_corpus(cfg.annotate)
+        extra.update({"source": annotating.SOURCE, "annotate_sha256": corpus.sha256})
+    if cfg.plan_stats is not None:
+        extra["plan_stats"] = cfg.plan_stats.model_dump(mode="json", exclude_none=True)
+    return extra
+
+
+def _plan_meta(plan: Plan) -> dict:
+    """The plan as stored in each example's meta; the planned relation only for re tasks, so NER meta
+    (and everything derived from it) stays as it was."""
+    meta = {"slot": plan.slot, "style": plan.style,
+            "targets": [t.model_dump(include={"text", "label"}) for t in plan.targets]}
+    if plan.relation is not None:
+        rel = plan.relation
+        meta["relation"] = {"relation": rel.relation, "label": rel.label, "head_first": rel.head_first,
+                            "head": rel.head.model_dump(include={"text", "label"}),
+                            "tail": rel.tail.model_dump(include={"text", "label"})}
+    return meta
+
+
+class Builder:
+    """Runs one build against an LLM client; `on_endpoint_failure` may restart a dead local server."""
+
+    def __init__(self, cfg: BuildConfig, client: LLMClient, model_name: str,
+                 on_endpoint_failure: Callable[[], bool] | None = None):
+        self.cfg = cfg
+        self.client = client
+        self.model_name = model_name
+        self.on_endpoint_failure = on_endpoint_failure
+        if cfg.task.kind == "re" and cfg.format != "json":
+            raise MedsynthError("relation tasks need the json output format (inline markup has no relations)",
+                                field="format", value=cfg.format)
+        self.prompt_hash = prompting.prompt_hash(cfg.task, cfg.format)
+        self.params = {"temperature": cfg.temperature, "max_tokens": cfg.max_tokens, "format": cfg.format}
+        self.annotator: annotating.Annotator | None = None
+        self.slot_limit: int | None = None  # annotate: one slot per input text, no more
+        if cfg.annotate is not None:
+            self.annotator = annotating.Annotator(cfg.task, annotating.read_corpus(cfg.annotate), cfg.n,
+                                                  cfg.max_tokens, cfg.fuzzy_threshold)
+            self.prompt_hash, self.params = self.annotator.prompt_hash, self.annotator.params
+            self.slot_limit = self.annotator.slots
+
+    def identity(self) -> dict:
+        corpus = self.annotator.corpus if self.annotator else None
+        return {"task": self.cfg.task.registry_name, "format": self.cfg.format, "seed": self.cfg.seed,
+                "model": self.model_name, "prompt_hash": self.prompt_hash, "params": self.params,
+                **option_identity(self.cfg, corpus)}
+
+    async def _annotate_slot(self, slot: int) -> Outcome:
+        """Annotate mode: the slot's text comes from the input file, only the labels from the LLM."""
+        assert self.annotator is not None
+        resp, src, labelled = await self.annotator.label(self.client, slot)
+        if labelled is None:
+            return Outcome(slot, "failed", error=resp.error or "no response")
+        out = Outcome(slot, "rejected" if labelled.reason else "kept", labelled.reason, repairs=labelled.repairs,
+                      prompt_tokens=resp.prompt_tokens, completion_tokens=resp.completion_tokens)
+        if labelled.reason is None:
+            out.example = Example(
+                id=f"{self.cfg.task.name}-{slot:06d}", text=src.text, entities=labelled.entities,
+                meta={"task": self.cfg.task.registry_name, "model": self.model_name,
+                      "prompt_hash": self.prompt_hash, "params": self.params, "seed": 0,
+                      "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                      **self.annotator.meta(slot, src)})
+            if out.example.check_spans():  # cannot happen after align; refuse rather than store a broken span
+                out.status, out.reason, out.example = "rejected", "span_invariant", None
+            else:
+                out.norm = normalize_text(src.text)
+        return out
+
+    async def run_slot(self, slot: int) -> Outcome:
+        cfg = self.cfg
+        if self.annotator is not None:
+            return await self._annotate_slot(slot)
+        plan = make_plan(cfg.task, slot, cfg.seed, cfg.plan_stats)
+        resp = await self.client.complete(
+            prompting.messages(cfg.task, plan, cfg.format), schema=prompting.schema(cfg.task, plan, cfg.format),
+            seed=plan.seed, temperature=cfg.temperature, max_tokens=cfg.max_tokens,
+        )
+        if resp.text is None:
+            return Outcome(slot, "failed", error=resp.error or "no response")
+        ann = annotate(resp.text, cfg.task, plan, cfg.format, cfg.fuzzy_threshold)
+        text, entities, repairs, reason = ann.text, ann.entities, ann.repairs, ann.reason
+        out = Outcome(slot, "rejected" if reason else "kept", reason, repairs=repairs,
+                      prompt_tokens=resp.prompt_tokens, completion_tokens=resp.completion_tokens)
+        if reason is None:
+            out.example = Example(
+                id=f"{cfg.task.name}-{slot:06d}", text=text, entities=entities, relations=ann.relations,
+                meta={"task": cfg.task.registry_name, "model": self.model_name, "prompt_hash": self.prompt_hash,
+                      "params": self.params, "seed": plan.seed,
+                      "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                      "plan": _plan_meta(plan)},
+            )
+            problems = out.example.check_spans()
+            if problems:  # cannot happen after align; refuse rather than store a broken span
+                out.status, out.reason, out.example = "rejected", "span_invariant", None
+            else:
+                out.norm = normalize_text(text)
+        return out
+
+    async def run(self, store: RunStore) -> dict:
+        """Run slots until n examples are kept; annotate mode until every text slot is done (a rejected text
+        does not make another text appear), which `slot_limit` bounds."""
+        return await run_slots(self.cfg, self.client, store, self.run_slot, desc=f"build {self.cfg.task.name}",
+                               unit="ex", noun="examples", on_endpoint_failure=self.on_endpoint_failure,
+                               slot_limit=self.slot_limit)
+
+
+def finish(store: RunStore, cfg: BuildConfig, identity: dict, run_info: dict, llm_stats: dict) -> dict:
+    """Export the first n kept examples and write stats.json; returns the stats."""
+    examples = store.examples(limit=cfg.n)
+    last_slot = int(examples[-1].meta["plan"]["slot"]) if len(examples) == cfg.n else None
+    if cfg.annotate is not None:  # annotate: the kept examples among the first n texts
+        examples = [ex for ex in store.examples() if int(ex.meta["plan"]["slot"]) < cfg.n]
+        last_slot = cfg.n - 1
+    totals = store.totals(up_to_slot=last_slot)
+    stats = {
+        "task": cfg.task.registry_name, "model": identity["model"], "requested": cfg.n, "kept": len(examples),
+        "rejected": totals["rejected"], "requests": totals["requests"],
+        "llm_calls": llm_stats.get("llm_calls", 0), "cache_hits": llm_stats.get("cache_hits", 0),
+        "retries": llm_stats.get("retries", 0), "prompt_tokens": totals["prompt_tokens"],
+        "completion_tokens": totals["completion_tokens"],
+        "completion_tokens_per_kept": round(totals["completion_tokens"] / max(len(examples), 1), 1),
+        "seconds": run_info.get("seconds", 0.0), "repairs": totals["repairs"], "rejections": totals["rejections"],
+        "this_run": {**llm_stats, **run_info},
+        "notes": "llm_calls, cache_hits, retries, seconds and this_run describe this invocation; the other "
+                 "counters cover every request that produced this dataset (cumulative over resumes).",
+    }
+    examples, curated = curate(examples, store.out_dir, cfg.curate, cfg.task)
+    stats["kept"], stats["curation"] = len(examples), curated
+    if cfg.reference_card is not None:
+        stats["reference"] = cfg.reference_card
+    card_identity = {**identity, **({"reference": cfg.reference_card} if cfg.reference_card else {}),
+                     **({"annotate_input": cfg.annotate.name} if cfg.annotate is not None else {})}
+    export_all(cfg.out, examples, cfg.task, card_identity, totals, stats, quality_dir=store.out_dir)
+    return stats
+
+
+def _option_mismatch(stored: dict, options: dict) -> str | None:
+    """Which optional source differs between a stored run and this build, in words (None when none does).
+    JSON round-trip because the store keeps identity values as JSON. Needed besides `RunStore.bind`, which
+    only compares keys the new identity has: a plain build must not resume an annotate or reference run."""
+    wanted = json.loads(json.dumps(options, sort_keys=True))
+    for key in OPTION_KEYS:
+        if stored.get(key) != wanted.get(key):
+            if key == "plan_stats":
+                return "different --reference statistics (another reference, or none)"
+            sha = stored.get("annotate_sha256")
+            return (f"the --annotate input with sha256 {str(sha)[:12]}…" if sha else "generated text, not --annotate")
+    return None
+
+
+def _same_options(stored: dict, cfg: BuildConfig) -> bool:
+    """Whether a stored run was made with this build's optional sources (annotate input, reference stats)."""
+    return _option_mismatch(stored, option_identity(cfg)) is None
+
+
+def _check_options(store: RunStore, identity: dict) -> None:
+    """Refuse, in one line, to mix a run with examples made from another annotate input or reference."""
+    if not store.count_examples():
+        return
+    why = _option_mismatch(store.identity(), {k: identity[k] for k in OPTION_KEYS if k in identity})
+    if why:
+        raise MedsynthError(f"this output directory holds a run made with {why}; use the same options to resume, "
+                            "or another --out", where=str(store.out_dir))
+
+
+def already_built(cfg: BuildConfig) -> bool:
+    """True when `cfg.out` already holds at least n kept examples of this task, format and seed, so the
+    exports can be rewritten without starting or calling any LLM."""
+    if not (cfg.out / "store.sqlite").exists():
+        return False
+    with RunStore(cfg.out) as store:
+        ident = store.identity()
+        same = (ident.get("task"), ident.get("format"), ident.get("seed")) == (
+            cfg.task.registry_name, cfg.format, cfg.seed) and _same_options(ident, cfg)
+        if same and cfg.annotate is not None:
+            slots = min(cfg.n, len(annotating.read_corpus(cfg.annotate).texts))
+            return annotating.done(store.done_slots(), slots)
+        return same and store.count_examples() >= cfg.n
+
+
+def export_existing(cfg: BuildConfig, source: Path | None = None) -> dict:
+    """Export the first n kept examples of an existing run (0 LLM calls) into `cfg.out`.
+
+    With `source`, the run is read from another directory without taking its lock (SQLite WAL lets a reader
+    see a consistent snapshot while a build is still writing): this is how learning-curve subsets (the first
+    250, 500, … examples) are cut from one long run.
+    """
+    with RunStore(source or cfg.out, lock=source is None) as store:
+        if cfg.annotate is None and store.count_examples() < cfg.n:
+            raise MedsynthError(f"the run holds {store.count_examples()} kept examples, fewer than --n {cfg.n}",
+                                where=str(store.path))
+        return finish(store, cfg, store.identity(), {"seconds": 0.0}, {"llm_calls": 0, "cache_hits": 0})
+
+
+def run_build(cfg: BuildConfig, client: LLMClient, model_name: str,
+              on_endpoint_failure: Callable[[], bool] | None = None) -> dict:
+    """Build (or resume) `cfg.out` and export it. Exports are written even when the run stops early."""
+    builder = Builder(cfg, client, model_name, on_endpoint_failure)
+    identity = builder.identity()
+    with RunStore(cfg.out) as store:
+        _check_options(store, identity)
+        store.bind(identity)
+        # An interrupted run returns no run_info; its wall time is still this invocation's cost in stats.json.
+        run_info: dict = {}
+        t0 = time.monotonic()
+        try:
+            run_info = run_sync(builder.run(store))
+        finally:
+            run_info.setdefault("seconds", round(time.monotonic() - t0, 2))
+            stats = finish(store, cfg, identity, run_info, client.stats.as_dict())
+    if cfg.annotate is not None:  # every text has an outcome; rejected texts are counted, not retried
+        return stats
+    if stats["curation"]["input"] < cfg.n:  # curation may drop some afterwards; generation itself finished
+        raise MedsynthError(
+            f"kept {stats['kept']} of {cfg.n} after {stats['requests']} requests (stopped: "
+            f"{run_info.get('stopped')}); see {cfg.out / 'stats.json'} for rejection reasons", where=str(cfg.out))
+    return stats
