@@ -60,8 +60,8 @@ class Corpus:
             assert self._load is not None
             records, stats = self._load(split)
             if not records:
-                raise MedsynthError(f"{self.name} {split} split holds no {'sentences' if self.kind == 'ner' else 'pairs'}"
-                                    " (empty split)", field="split", value=split)
+                what = "sentences" if self.kind == "ner" else "candidate pairs"
+                raise MedsynthError(f"the {split} split holds no {what} (empty split)", where=self.name)
             self._cache[split] = (records, stats)
         return self._cache[split]
 
@@ -80,6 +80,8 @@ class Corpus:
 
     def mapping(self) -> dict[str, str]:
         """{corpus label: task label or "O"}; unknown labels on either side are one error (labels.py)."""
+        if self._mapping is None and not self.label_map and self.task_labels is None:
+            return {}  # identity: no need to read every split to learn the labels
         if self._mapping is None:
             self._mapping = resolve_label_map(self.corpus_labels(), self.label_map, self.task_labels, self.name)
         return self._mapping
@@ -87,13 +89,14 @@ class Corpus:
     @property
     def labels(self) -> list[str]:
         """Labels after the label map (what the records carry), sorted."""
-        return sorted({t for t in self.mapping().values() if t != "O"})
+        mapping = self.mapping()
+        return sorted({mapping.get(c, c) for c in self.corpus_labels()} - {"O"})
 
     def split(self, name: str = "test") -> Records:
         """Records of one split (`dev` / `validation` are `devel`); a split the corpus lacks is one error."""
         key = canonical_split(name)
         if key not in self.splits:
-            raise MedsynthError(f"{self.name} has no such split; its splits: {', '.join(self.splits)}",
+            raise MedsynthError(f"no such split; this corpus has: {', '.join(self.splits)}", where=self.name,
                                 field="split", value=name)
         records, _ = self._raw(key)
         mapping = self.mapping()

@@ -77,7 +77,7 @@ def list_corpora() -> list[str]:
 
 
 def _repo_root() -> Path:
-    return Path(__file__).resolve().parent.parent
+    return Path(__file__).resolve().parents[3]  # medsynth/data/corpora/ner.py -> the checkout
 
 
 def data_dir_candidates() -> list[Path]:
