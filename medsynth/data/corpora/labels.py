@@ -55,7 +55,7 @@ def resolve_label_map(corpus_labels: Iterable[str], label_map: dict[str, str] | 
         resolved[label] = target
     problems = []
     if unknown_in_map:
-        problems.append(f"label map names labels {name} does not have: {', '.join(unknown_in_map)} "
+        problems.append(f"label map names labels the corpus does not have: {', '.join(unknown_in_map)} "
                         f"(corpus labels: {', '.join(corpus) or 'none'})")
     if task_labels is not None:
         missing = sorted({f"{c}->{t}" if c != t else c for c, t in resolved.items()
@@ -64,7 +64,7 @@ def resolve_label_map(corpus_labels: Iterable[str], label_map: dict[str, str] | 
             problems.append(f"corpus labels with no task label: {', '.join(missing)} (task labels: "
                             f"{', '.join(task_labels)}; map them with --label-map CORPUS=TASK or drop with =O)")
     if problems:
-        raise MedsynthError("; ".join(problems), field="--label-map")
+        raise MedsynthError("; ".join(problems), where=name, field="--label-map")
     return resolved
 
 
