@@ -6,6 +6,8 @@ File name prefixes pick the command:
   iob_*      `bench ner --dataset ncbi-disease --data-dir D` with FILE as D's ncbi-disease test.tsv
   pred_*     `bench ner --report-only` with FILE as predictions/synthetic.jsonl (or .meta.json)
   predict_*  `predict --file FILE`
+  corpus_*   `medsynth.data.corpora.read_corpus(FILE, ...).split(...)` directly (not wired to a command yet;
+             READER_CASES says how); the error must still be one line naming the file, place and value
 All text in these files is invented for the tests.
 """
 
@@ -20,7 +22,9 @@ from pathlib import Path
 import pytest
 
 from medsynth.cli.main import main
+from medsynth.data.corpora import read_corpus
 from medsynth.data.corpora.ner import CORPORA
+from medsynth.errors import MedsynthError
 from tests.llm_double import closed_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -56,6 +60,18 @@ EXPECT: dict[str, list[str]] = {
     "pred_not_utf8.jsonl": [":1", r"b'\xe9'", "not UTF-8"],
     "pred_meta_not_json.meta.json": [":2", "not valid JSON"],
     "predict_not_utf8.txt": [":2", r"b'\xe9'", "not UTF-8"],
+}
+
+
+# corpus_* cases: (path inside the case that the line must name, read_corpus keyword arguments, split, needles)
+READER_CASES: dict[str, tuple[str, dict, str, list[str]]] = {
+    "corpus_brat_offsets": ("doc.ann:2", {}, "test", ["'gout'", "offsets 16:20 hold ' gou'"]),
+    "corpus_empty_split": ("test.tsv", {}, "test", ["holds no sentences"]),
+    "corpus_mixed_columns.conll": (":2", {}, "test", ["'flu\\tB-Disease'", "mixed tab and space"]),
+    "corpus_label_map_unknown.tsv": ("", {"label_map": {"Protein": "Gene"}, "task_labels": ["Disease"]}, "test",
+                                     ["field '--label-map'", "does not have: Protein", "no task label: Gene"]),
+    "corpus_jsonl_bad_span.jsonl": (":2", {}, "test", ["field 'entities.0.text'", "value 'flu'", "text[0:4]"]),
+    "corpus_pairs_wanted.tsv": ("", {"kind": "re"}, "test", ["token/tag files hold no relations"]),
 }
 
 
@@ -108,7 +124,18 @@ def _check_one_line(code: int, err: str, names: Path, needles: list[str]) -> str
 
 
 def test_every_bad_input_file_has_an_expectation():
-    assert sorted(p.name for p in BAD.iterdir()) == sorted(EXPECT)
+    assert sorted(p.name for p in BAD.iterdir()) == sorted([*EXPECT, *READER_CASES])
+
+
+@pytest.mark.parametrize("name", sorted(READER_CASES))
+def test_bad_corpus_gives_one_line_naming_file_place_and_value(name):
+    place, kwargs, split, needles = READER_CASES[name]
+    with pytest.raises(MedsynthError) as err:
+        read_corpus(BAD / name, **kwargs).split(split)
+    line = str(err.value)
+    assert "\n" not in line and str(BAD / name) in line and place in line, line
+    for needle in needles:
+        assert needle in line, f"{needle!r} not in {line!r}"
 
 
 @pytest.mark.parametrize("name", sorted(EXPECT))

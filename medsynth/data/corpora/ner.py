@@ -14,31 +14,18 @@ from __future__ import annotations
 import logging
 import os
 import random
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence, TypeVar
 
+from medsynth.data.corpora.base import SPLITS, IOBSentence, canonical_split
+from medsynth.data.corpora.base import decode as _decode  # noqa: F401  (rel.py and older callers import it here)
+from medsynth.data.corpora.conll import read_conll
 from medsynth.errors import MedsynthError
 
 log = logging.getLogger(__name__)
 
 ENV_DATA_DIR = "MEDSYNTH_DATA_DIR"
-SPLITS = ("train", "devel", "test")
-# The MTL files call the development split "devel"; users type "dev" or "validation" as well.
-_SPLIT_ALIASES = {"dev": "devel", "validation": "devel", "valid": "devel", "val": "devel"}
-# O, or B-/I- followed by a type with no whitespace that neither starts nor ends with '-' (seqeval strips those,
-# so a type like "X-" would silently score as "X").
-_TAG_RE = re.compile(r"^(?:O|[BI]-[^\s\-](?:\S*[^\s\-])?)$")
-_DOCSTART = "-DOCSTART-"
-
-
-@dataclass
-class IOBSentence:
-    tokens: list[str]
-    tags: list[str]
-    source: str  # "file:line" of the sentence's first token, so any score can be traced back to the input
-    repaired: int = 0  # tags changed from I- to B- because they opened an entity (see read_iob)
 
 
 @dataclass
@@ -90,7 +77,7 @@ def list_corpora() -> list[str]:
 
 
 def _repo_root() -> Path:
-    return Path(__file__).resolve().parents[3]
+    return Path(__file__).resolve().parents[3]  # medsynth/data/corpora/ner.py -> the checkout
 
 
 def data_dir_candidates() -> list[Path]:
@@ -129,8 +116,8 @@ def resolve_data_dir(data_dir: str | Path | None = None) -> Path:
 
 
 def _canonical_split(split: str) -> str:
-    key = _SPLIT_ALIASES.get(split.lower(), split.lower())
-    if key not in SPLITS:
+    key = canonical_split(split)
+    if key is None:
         raise MedsynthError(f"unknown split; known splits: {', '.join(SPLITS)} (or dev)", field="split", value=split)
     return key
 
@@ -157,17 +144,8 @@ def corpus_info(name: str, data_dir: str | Path | None = None) -> CorpusInfo:
 # reading IOB files
 
 
-def _decode(path: Path, raw: bytes) -> str:
-    try:
-        return raw.decode("utf-8-sig")  # a BOM would otherwise glue itself to the first token
-    except UnicodeDecodeError as err:
-        line = raw.count(b"\n", 0, err.start) + 1
-        bad = raw[err.start : max(err.end, err.start + 1)]
-        raise MedsynthError(f"not UTF-8 text ({err.reason})", where=f"{path}:{line}", value=bad) from None
-
-
 def read_iob(path: str | Path, *, repair: bool = True) -> list[IOBSentence]:
-    """Read a token-TAB-tag IOB2 file into sentences.
+    """Read a token-TAB-tag IOB2 file into sentences (the strict reading every built-in preset uses).
 
     Tolerated: `\\r\\n` line ends, a UTF-8 BOM, a missing final blank line, runs of blank lines, spaces around
     columns, `-DOCSTART-` lines (treated as sentence breaks), extra middle columns (first column = token, last =
@@ -180,76 +158,9 @@ def read_iob(path: str | Path, *, repair: bool = True) -> list[IOBSentence]:
 
     Errors (MedsynthError, "FILE:LINE, value ...: reason"): a tag that is not O / B-TYPE / I-TYPE, a line without
     a tab, a column count that changes within the file, an empty token or one containing whitespace, bytes that
-    are not UTF-8, a file with no sentences.
+    are not UTF-8, a file with no sentences. `conll.read_conll` is the lenient sibling (spaces, BIOES, comments).
     """
-    path = Path(path)
-    try:
-        raw = path.read_bytes()
-    except OSError as err:
-        raise MedsynthError(f"cannot read IOB file: {err.strerror or err}", where=str(path)) from None
-    text = _decode(path, raw)
-
-    sentences: list[IOBSentence] = []
-    tokens: list[str] = []
-    tags: list[str] = []
-    start_line = 0
-    repaired = 0
-    ncols: tuple[int, int] | None = None  # (columns, line it was first seen on)
-
-    def flush() -> None:
-        nonlocal tokens, tags, repaired
-        if tokens:
-            sentences.append(IOBSentence(tokens, tags, f"{path}:{start_line}", repaired))
-        tokens, tags, repaired = [], [], 0
-
-    # split("\n") rather than splitlines(): splitlines also breaks on \x0b, \x1c, \u2028 ... which may sit
-    # inside a token and would shift every following line number.
-    for lineno, line in enumerate(text.split("\n"), start=1):
-        line = line.rstrip("\r")
-        if not line.strip():
-            flush()
-            continue
-        where = f"{path}:{lineno}"
-        cols = [c.strip(" ") for c in line.split("\t")]
-        if len(cols) < 2:
-            raise MedsynthError("expected 'token<TAB>tag' but the line has no tab", where=where, value=line)
-        if ncols is None:
-            ncols = (len(cols), lineno)
-        elif len(cols) != ncols[0]:
-            raise MedsynthError(
-                f"line has {len(cols)} tab-separated columns but line {ncols[1]} had {ncols[0]}",
-                where=where,
-                value=line,
-            )
-        token, tag = cols[0], cols[-1]
-        if token == _DOCSTART:
-            flush()
-            continue
-        if not token or any(ch.isspace() for ch in token):
-            raise MedsynthError("token is empty or contains whitespace", where=where, value=token)
-        if not _TAG_RE.match(tag):
-            raise MedsynthError("tag is not O, B-TYPE or I-TYPE (IOB2)", where=where, value=tag)
-        if tag.startswith("I-"):
-            prev = tags[-1] if tags else "O"
-            if prev == "O" or prev[2:] != tag[2:]:
-                if not repair:
-                    raise MedsynthError(
-                        f"I- tag opens an entity (previous tag {prev!r}); IOB2 needs B- here", where=where, value=tag
-                    )
-                tag = "B-" + tag[2:]
-                repaired += 1
-        if not tokens:
-            start_line = lineno
-        tokens.append(token)
-        tags.append(tag)
-    flush()
-
-    if not sentences:
-        raise MedsynthError("IOB file holds no sentences", where=str(path))
-    total = sum(s.repaired for s in sentences)
-    if total:
-        log.warning("%s: %d I- tags opened an entity and were repaired to B- (IOB1 -> IOB2)", path, total)
-    return sentences
+    return read_conll(path, sep="\t", scheme="iob2", comments=False, repair=repair)
 
 
 def load_corpus(name: str, split: str = "test", data_dir: str | Path | None = None) -> list[IOBSentence]:

@@ -1,0 +1,63 @@
+"""What every corpus reader shares: the NER record (`IOBSentence`), split names, UTF-8 decoding, tag rules.
+
+Kept apart from `ner.py` (the built-in presets) so the format readers (`conll`, `brat`, `jsonl_corpus`, ...) and the
+presets can import it without importing each other.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from medsynth.errors import MedsynthError
+
+SPLITS = ("train", "devel", "test")
+# The MTL files call the development split "devel"; users type "dev" or "validation" as well.
+SPLIT_ALIASES = {"dev": "devel", "validation": "devel", "valid": "devel", "val": "devel", "development": "devel",
+                 "training": "train", "testing": "test"}
+# O, or B-/I- followed by a type with no whitespace that neither starts nor ends with '-' (seqeval strips those,
+# so a type like "X-" would silently score as "X").
+TAG_RE = re.compile(r"^(?:O|[BI]-[^\s\-](?:\S*[^\s\-])?)$")
+# The same types with every prefix a token file may use: IOB1/IOB2 (B, I), BIOES (E, S) and BILOU (L, U).
+ANY_SCHEME_TAG_RE = re.compile(r"^(?:O|[BIESLU]-[^\s\-](?:\S*[^\s\-])?)$")
+DOCSTART = "-DOCSTART-"
+
+
+@dataclass
+class IOBSentence:
+    tokens: list[str]
+    tags: list[str]
+    source: str  # "file:line" of the sentence's first token, so any score can be traced back to the input
+    repaired: int = 0  # tags changed from I- to B- because they opened an entity (see read_iob)
+
+
+def canonical_split(split: str) -> str | None:
+    """"train" / "devel" / "test" for a split name or alias (dev, validation, training ...); None when unknown."""
+    key = SPLIT_ALIASES.get(split.lower(), split.lower())
+    return key if key in SPLITS else None
+
+
+def decode(path: Path, raw: bytes) -> str:
+    """UTF-8 text of a corpus file; a BOM is dropped (it would glue itself to the first token)."""
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = raw.count(b"\n", 0, err.start) + 1
+        bad = raw[err.start : max(err.end, err.start + 1)]
+        raise MedsynthError(f"not UTF-8 text ({err.reason})", where=f"{path}:{line}", value=bad) from None
+
+
+def read_text(path: Path, what: str = "file") -> str:
+    """The decoded text of a corpus file; missing or unreadable is one error naming the file."""
+    if not path.is_file():
+        raise MedsynthError(f"{what} not found", where=str(path))
+    try:
+        raw = path.read_bytes()
+    except OSError as err:
+        raise MedsynthError(f"cannot read {what}: {err.strerror or err}", where=str(path)) from None
+    return decode(path, raw)
+
+
+def entity_types(tags: list[str]) -> set[str]:
+    return {t[2:] for t in tags if t != "O"}
