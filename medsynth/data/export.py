@@ -373,7 +373,7 @@ def _endpoints_md(stats: dict) -> str:
     """Which endpoints (credential-free URLs) and served models made this invocation's answers, when several
     endpoints were pooled (`stats.this_run.endpoints`, see medsynth.llm.pool); empty otherwise."""
     rows = (stats.get("this_run") or {}).get("endpoints") or []
-    lines = [f"- `{e['url']}`: {e.get('requests', 0)} answers, {e.get('failures', 0)} set-asides"
+    lines = [f"- `{e['url']}`: {e.get('requests', 0)} answers, {e.get('failures', 0)} failed"
              + (f"; serves {', '.join(f'`{m}`' for m in e['models'])}" if e.get("models") else "")
              + (f" ({e['server']})" if e.get("server") else "") for e in rows]
     return "\n## Endpoints (this run)\n" + "\n".join(lines) + "\n" if lines else ""

@@ -314,12 +314,14 @@ class EndpointPool:
         return LLMResponse(None, 0, 0, False, error=f"gave up after 1 attempts: endpoint: {_one_line(exc)}")
 
     def _set_aside(self, member: _Member, why: str) -> None:
+        """Set a failing endpoint aside; its other requests failing meanwhile do not lengthen the cool-down."""
         member.failures += 1
+        if member.set_aside:
+            return
         member.strikes += 1
         wait = min(COOL_DOWN_CAP, COOL_DOWN * 2 ** (member.strikes - 1))
-        if not member.set_aside:
-            log.warning("LLM endpoint %s set aside for %.0f s (%s); the other endpoints carry on",
-                        public_url(member.url), wait, why)
+        log.warning("LLM endpoint %s set aside for %.0f s (%s); the other endpoints carry on",
+                    public_url(member.url), wait, why)
         member.retry_at = time.monotonic() + wait
 
     def _recovered(self, member: _Member) -> None:
