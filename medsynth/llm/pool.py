@@ -251,10 +251,13 @@ class EndpointPool:
         return next((m.client.mode for m in self._members if m.client.mode is not None), None)
 
     async def aclose(self) -> None:
+        """Close every endpoint's connections (of the running loop and of the background loop, if any)."""
+        await self._aclose_members()
+        await asyncio.to_thread(self._stop_background_loop)
+
+    async def _aclose_members(self) -> None:
         for m in self._members:
             await m.client.aclose()
-        await self._keys.aclose()
-        await asyncio.to_thread(self._stop_background_loop)
 
     def close(self) -> None:
         for m in self._members:
@@ -358,6 +361,10 @@ class EndpointPool:
             self._sync_loop = self._sync_thread = None
         if loop is None or loop.is_closed():
             return
+        try:  # the members' connections opened on this loop (complete_sync) are closed on it
+            asyncio.run_coroutine_threadsafe(self._aclose_members(), loop).result(timeout=10)
+        except Exception as exc:  # noqa: BLE001 - closing is best effort
+            log.debug("closing the pool's connections failed: %s", exc)
         loop.call_soon_threadsafe(loop.stop)
         if thread is not None:
             thread.join(timeout=10)

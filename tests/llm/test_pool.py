@@ -147,6 +147,19 @@ def test_a_failing_endpoint_is_set_aside_and_its_request_handed_on():
     assert stats.retries == 3 and stats.retry_reasons["503"] == 2
 
 
+def test_a_request_refused_for_itself_is_not_handed_on():
+    """An HTTP 400 that is about the request (not the output form) would be refused anywhere: it fails at once,
+    no endpoint is set aside and no other endpoint is asked."""
+    refuse = lambda r: Fault.http(400, "messages too long")  # noqa: E731
+    with LLMDouble(refuse) as a, LLMDouble(refuse) as b:
+        pool = EndpointPool([LLMConfig(base_url=d.base_url, model="m", backoff_base=0.01) for d in (a, b)])
+        reply = pool.complete_sync(MESSAGES)
+        pool.close()
+    assert reply.text is None and "HTTP 400" in reply.error and a.chat_calls + b.chat_calls == 1
+    assert pool.stats.errors == 1 and "failover" not in pool.stats.retry_reasons
+    assert all(e["failures"] == 0 for e in pool.stats.endpoints)
+
+
 # -- builds over several endpoints -----------------------------------------------------------------------
 def test_two_endpoints_one_killed_mid_run_give_the_one_endpoint_dataset(cache_env, monkeypatch):
     """Two doubles, the second behind a fault proxy that dies after a few requests: the run still keeps
