@@ -176,13 +176,23 @@ class LLMDouble:
 
     `models` is what GET /v1/models lists and `owned_by` the owner it reports (clients use it to guess the
     server kind: "me"/"llamacpp" look like llama.cpp, "vllm" like vLLM).
+
+    `dialect="vllm"` or `"sglang"` makes it speak that server's structured-output dialect: only the OpenAI
+    form `{"type": "json_schema", "json_schema": {"name", "schema", "strict"}}` is accepted; the llama.cpp form
+    `{"type": "json_object", "schema": ...}` and a json_schema without name or schema are refused with HTTP 400
+    and a vLLM-style error body (before the responder sees them; `rejected` counts them). GET /v1/models then
+    reports `owned_by` = the dialect unless `owned_by` is given.
     """
 
     def __init__(self, responder: Responder, *, models: tuple[str, ...] = ("double-model",),
-                 owned_by: str = "llm-double"):
+                 owned_by: str | None = None, dialect: str | None = None):
+        if dialect not in (None, "vllm", "sglang"):
+            raise ValueError(f"unknown dialect {dialect!r}")
         self.responder = responder
         self.models = models
-        self.owned_by = owned_by
+        self.dialect = dialect
+        self.owned_by = owned_by or dialect or "llm-double"
+        self.rejected = 0
         self.requests: list[dict] = []
         self.headers: list[dict[str, str]] = []
         self.log: list[tuple[str, str]] = []
@@ -265,6 +275,13 @@ class LLMDouble:
                     request = json.loads(raw or b"{}")
                 except ValueError:
                     self._send_json(400, _error_body("request body is not JSON", "invalid_request_error"))
+                    return
+                refusal = dialect_refusal(double.dialect, request)
+                if refusal is not None:
+                    with double._lock:
+                        double.rejected += 1
+                    self._send_json(400, {"object": "error", "message": refusal, "type": "BadRequestError",
+                                          "param": None, "code": 400})
                     return
                 double._enter(request, {k.lower(): v for k, v in self.headers.items()})
                 try:
@@ -377,6 +394,26 @@ def tracked_handler(owner: Any) -> type[BaseHTTPRequestHandler]:
                 pass
 
     return TrackedHandler
+
+
+def dialect_refusal(dialect: str | None, request: dict) -> str | None:
+    """Why a vLLM/SGLang server would answer 400 to this request's response_format (None: it accepts it).
+    Both take OpenAI's json_schema form only; the llama.cpp form (json_object with a schema) is refused."""
+    fmt = request.get("response_format")
+    if dialect is None or not isinstance(fmt, dict):
+        return None
+    kind = fmt.get("type")
+    if kind == "json_object" and "schema" in fmt:
+        return ("1 validation error for ChatCompletionRequest response_format: extra field 'schema' is not "
+                "permitted for type json_object; use type json_schema with json_schema.schema")
+    if kind == "json_schema":
+        spec = fmt.get("json_schema")
+        if not isinstance(spec, dict) or not spec.get("name") or not isinstance(spec.get("schema"), dict):
+            return "response_format json_schema needs json_schema.name and json_schema.schema"
+        return None
+    if kind not in ("text", "json_object"):
+        return f"response_format type {kind!r} is not supported"
+    return None
 
 
 def _as_content(reply: Any) -> str:

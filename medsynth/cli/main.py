@@ -35,17 +35,22 @@ def _positive_int(value: str) -> int:
 def _add_llm_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("LLM endpoint (default: the embedded local model on 127.0.0.1)")
     g.add_argument("--llm", default="qwen", help="embedded model: qwen (default), tiny (SmolLM2-135M, tests), or a .gguf path")
-    g.add_argument("--base-url", default=None, help="any OpenAI-compatible endpoint (also OPENAI_BASE_URL); key from OPENAI_API_KEY")
+    g.add_argument("--base-url", action="append", default=None,
+                   help="any OpenAI-compatible endpoint (also OPENAI_BASE_URL); key from OPENAI_API_KEY. Repeat it "
+                        "(or give a comma-separated list) to spread requests over several servers of one model")
     g.add_argument("--model", dest="llm_model", default=None, help="model name at --base-url (also OPENAI_MODEL)")
     g.add_argument("--threads", type=_positive_int, default=None,
                    help="CPU threads for the embedded model (default: all cores; use fewer to keep the machine usable)")
-    g.add_argument("--concurrency", type=_positive_int, default=1, help="requests in flight (default 1)")
+    g.add_argument("--concurrency", type=_positive_int, default=1,
+                   help="requests in flight (default 1); with several --base-url, on each endpoint")
+    g.add_argument("--allow-mixed-models", action="store_true",
+                   help="accept --base-url endpoints whose GET /models lists differ (default: refuse them)")
     g.add_argument("--temperature", type=float, default=0.8)
     g.add_argument("--max-tokens", type=_positive_int, default=256, help="cap per answer (default 256)")
     g.add_argument("--timeout", type=float, default=180.0, help="seconds per request before a retry")
     g.add_argument("--structured", choices=["auto", "llamacpp", "openai", "plain"], default="auto",
                    help="structured-output form: auto (per endpoint), llamacpp (json_object+schema grammar), "
-                        "openai (json_schema), plain (JSON asked in the prompt only)")
+                        "openai (json_schema: OpenAI, vLLM, SGLang), plain (JSON asked in the prompt only)")
     g.add_argument("--no-cache", action="store_true", help="bypass the response cache")
 
 
@@ -55,7 +60,7 @@ def _session(args: argparse.Namespace, log_dir: Path | None = None):
     return llm_session(llm=args.llm, base_url=args.base_url, model=args.llm_model, concurrency=args.concurrency,
                        temperature=args.temperature, max_tokens=args.max_tokens, timeout=args.timeout,
                        cache=not args.no_cache, log_dir=log_dir, structured=args.structured,
-                       threads=args.threads)
+                       threads=args.threads, allow_mixed_models=getattr(args, "allow_mixed_models", False))
 
 
 def cmd_tasks(args: argparse.Namespace) -> int:

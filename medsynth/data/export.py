@@ -369,6 +369,16 @@ LLM requests: {totals['requests']} ({totals['kept']} kept, {totals['rejected']} 
 {_relation_files(task)}"""
 
 
+def _endpoints_md(stats: dict) -> str:
+    """Which endpoints (credential-free URLs) and served models made this invocation's answers, when several
+    endpoints were pooled (`stats.this_run.endpoints`, see medsynth.llm.pool); empty otherwise."""
+    rows = (stats.get("this_run") or {}).get("endpoints") or []
+    lines = [f"- `{e['url']}`: {e.get('requests', 0)} answers, {e.get('failures', 0)} failed"
+             + (f"; serves {', '.join(f'`{m}`' for m in e['models'])}" if e.get("models") else "")
+             + (f" ({e['server']})" if e.get("server") else "") for e in rows]
+    return "\n## Endpoints (this run)\n" + "\n".join(lines) + "\n" if lines else ""
+
+
 def export_all(out_dir: Path, examples: list[Example], task: TaskSpec, identity: dict, totals: dict,
                stats: dict, quality_dir: Path | None = None) -> None:
     """Write every export for exactly `examples` (the first n kept, in slot order)."""
@@ -386,7 +396,8 @@ def export_all(out_dir: Path, examples: list[Example], task: TaskSpec, identity:
     write_spacy(parts, out_dir / "spacy")
     sizes = {s: len(v) for s, v in parts.items()}
     quality = quality_report(examples, task, out_dir, quality_dir, stats.get("curation"))
-    _atomic_write(out_dir / "README.md", card(task, identity, desc, totals, sizes) + "\n" + quality["card"])
+    _atomic_write(out_dir / "README.md", card(task, identity, desc, totals, sizes) + _endpoints_md(stats) + "\n"
+                  + quality["card"])
     _atomic_write(out_dir / "stats.json", json.dumps({**stats, "dataset": desc, "splits": sizes,
                                                       "quality": quality["summary"]}, indent=2) + "\n")
 

@@ -7,7 +7,7 @@ a vLLM box behind a flaky proxy). One failed request must never kill a run — i
 listening, wrong key, unknown model) raises `EndpointError` at once with a line saying what to check.
 
 Structured output differs per server: llama.cpp wants `{"type": "json_object", "schema": ...}` (it turns
-the schema into a grammar) and answers 500 to OpenAI's `json_schema` form; OpenAI and vLLM want the
+the schema into a grammar) and answers 500 to OpenAI's `json_schema` form; OpenAI, vLLM and SGLang want the
 `json_schema` form. In `auto` mode the client guesses from the URL and `GET /models`, falls back
 json_schema → json_object+schema → plain (JSON asked in the prompt only) when the server rejects a form,
 and remembers what worked per endpoint for the rest of the process.
@@ -49,7 +49,7 @@ RETRY_AFTER_CAP = 60.0
 BACKOFF_CAP = 30.0
 # What GET /models reports as `owned_by`: llama-cpp-python says "me", llama.cpp's own server "llamacpp".
 LLAMACPP_OWNERS = frozenset({"me", "llamacpp", "llama.cpp", "llama-cpp"})
-JSON_SCHEMA_OWNERS = frozenset({"vllm", "library", "ollama", "openai", "system", "openai-internal"})
+JSON_SCHEMA_OWNERS = frozenset({"vllm", "sglang", "library", "ollama", "openai", "system", "openai-internal"})
 
 # Per-process memory of what worked, keyed by endpoint URL (shared by all clients of the same endpoint).
 _ENDPOINT_MODES: dict[str, str] = {}
@@ -162,6 +162,7 @@ class LLMClient:
         self.stats = LLMStats()
         self._endpoint = config.base_url.rstrip("/")
         self._candidate: str | None = None  # auto mode: form to try next while not settled
+        self._rejected: set[str] = set()  # auto mode: forms this endpoint refused (so llamacpp -> openai -> plain)
         self._ever_succeeded = False
         self._states: dict[asyncio.AbstractEventLoop, _LoopState] = {}
         self._sync_loop: asyncio.AbstractEventLoop | None = None
@@ -222,6 +223,7 @@ class LLMClient:
         self.config.base_url = base_url
         self._endpoint = base_url.rstrip("/")
         self._candidate = None
+        self._rejected.clear()
         self._states.clear()
 
     @property
@@ -388,7 +390,9 @@ class LLMClient:
             return None
         text = (_error_message(exc) + " " + str(getattr(exc, "body", "") or "")).lower()
         if exc.status_code == 500 or any(word in text for word in FORMAT_WORDS):
-            return FALLBACK_ORDER[FALLBACK_ORDER.index(mode) + 1]
+            # A guessed llama.cpp form refused by a vLLM/SGLang server (400) moves on to json_schema, not plain.
+            self._rejected.add(mode)
+            return next(m for m in FALLBACK_ORDER if m not in self._rejected)
         return None
 
     def request_key(self, messages: list[dict], *, schema: dict | None = None, seed: int | None = None,

@@ -15,13 +15,26 @@ from pydantic import SecretStr
 
 from medsynth.llm.cache import ResponseCache
 from medsynth.llm.client import LLMClient, LLMConfig, endpoint_from_env
+from medsynth.llm.pool import PROBE_TIMEOUT, EndpointPool, probe_endpoints, split_urls
 
 
 @dataclass
 class LLMSession:
-    client: LLMClient
+    client: LLMClient | EndpointPool  # a pool presents the same interface (several --base-url)
     model_name: str
     restart: Callable[[], bool] | None  # restarts a dead embedded server; None for remote endpoints
+
+
+def _remote_client(urls: list[str], model: str, common: dict, cache: ResponseCache | None,
+                   allow_mixed_models: bool) -> LLMClient | EndpointPool:
+    """One endpoint: a plain client, as always. Several: probed once (all down, or different models, is a
+    one-line error), then pooled as one logical endpoint."""
+    if len(urls) == 1:
+        return LLMClient(LLMConfig(base_url=urls[0], model=model, **common), cache)
+    key = common["api_key"].get_secret_value() if common.get("api_key") else None
+    probes = probe_endpoints(urls, key, allow_mixed_models=allow_mixed_models,
+                             timeout=min(PROBE_TIMEOUT, common["timeout"]))
+    return EndpointPool([LLMConfig(base_url=url, model=model, **common) for url in urls], cache, probes)
 
 
 def default_cache_path() -> Path:
@@ -32,12 +45,14 @@ def default_cache_path() -> Path:
 
 
 @contextmanager
-def llm_session(*, llm: str = "qwen", base_url: str | None = None, model: str | None = None,
+def llm_session(*, llm: str = "qwen", base_url: str | list[str] | None = None, model: str | None = None,
                 concurrency: int = 1, temperature: float = 0.8, max_tokens: int = 256, timeout: float = 180.0,
                 cache: bool | Path = True, log_dir: Path | None = None, n_ctx: int = 4096,
                 max_restarts: int = 3, structured: str = "auto",
-                threads: int | None = None) -> Iterator[LLMSession]:
-    base_url, model = endpoint_from_env(base_url, model)
+                threads: int | None = None, allow_mixed_models: bool = False) -> Iterator[LLMSession]:
+    """`base_url` may name several endpoints (a list, or comma-separated as OPENAI_BASE_URL may be): they are
+    served as one pool (medsynth.llm.pool), `concurrency` requests in flight on each."""
+    base_url, model = endpoint_from_env(",".join(split_urls(base_url)) or None, model)
     response_cache = None
     if cache:
         response_cache = ResponseCache(cache if isinstance(cache, Path) else default_cache_path())
@@ -49,7 +64,8 @@ def llm_session(*, llm: str = "qwen", base_url: str | None = None, model: str | 
             from medsynth.errors import UsageError
 
             raise UsageError("--base-url needs --model (or OPENAI_MODEL) naming the model to call")
-        yield LLMSession(LLMClient(LLMConfig(base_url=base_url, model=model, **common), response_cache), model, None)
+        yield LLMSession(_remote_client(split_urls(base_url), model, common, response_cache, allow_mixed_models),
+                         model, None)
         return
 
     from medsynth.llm.embedded import LocalServer, resolve_model
