@@ -239,8 +239,6 @@ def test_judge_weighting_names_the_synthetic_system_and_spares_the_supervised_on
 
 
 def test_a_single_data_folder_names_its_system_only_when_asked(tmp_path):
-    from medsynth.evaluate.bench_rel import REBenchConfig
-    from medsynth.evaluate.bench_rel import system_name as re_system_name
     from medsynth.cli.main import build_parser
 
     one = BenchConfig(task=get_task("ncbi-disease"), dataset="ncbi-disease", out=tmp_path, train_data=[Path("runs/ner-500")])
@@ -248,9 +246,9 @@ def test_a_single_data_folder_names_its_system_only_when_asked(tmp_path):
     named = one.model_copy(update={"name_by_data": True})
     assert system_name("synthetic", named, Path("runs/ner-500")) == "synthetic-ner-500"
     assert system_name("supervised", named) == "supervised"
-    re_cfg = REBenchConfig(task=get_task("gad"), dataset="gad", out=tmp_path, train_data=[Path("runs/gad-300")],
-                           name_by_data=True)
-    assert re_system_name("synthetic", re_cfg, Path("runs/gad-300")) == "synthetic-gad-300"
+    re_cfg = BenchConfig(kind="re", task=get_task("gad"), dataset="gad", out=tmp_path,
+                         train_data=[Path("runs/gad-300")], name_by_data=True)
+    assert system_name("synthetic", re_cfg, Path("runs/gad-300")) == "synthetic-gad-300"
     args = build_parser().parse_args(["bench", "ner", "--dataset", "ncbi-disease", "--name-by-data"])
     assert args.name_by_data is True
 
