@@ -56,7 +56,7 @@ class BenchConfig(BaseModel):
     limit: int | None = None  # seeded sample of the test split
     seed: int = 13
     train_data: list[Path] = Field(default_factory=list)
-    train: TrainConfig | None = None
+    train: TrainConfig  # default: the kind's trainer config (see _kind_default_train)
     retrain: bool = False
     progress: bool = True
     # Name a synthetic system after its data folder even when it is the only one, so a point added later to a
@@ -66,14 +66,20 @@ class BenchConfig(BaseModel):
     label_map: dict[str, str] | None = None  # NER: task label -> corpus label
     folds: list[int] | None = None  # RE on GAD: the CV folds to run; None = all 10
 
+    @model_validator(mode="before")
+    @classmethod
+    def _kind_default_train(cls, data: Any) -> Any:
+        """No `train` given: the kind's trainer config with its own defaults."""
+        if isinstance(data, dict) and data.get("train") is None:
+            data = {**data, "train": kind_for(data.get("kind", "ner")).default_train()}
+        return data
+
     @model_validator(mode="after")
     def _kind_train_config(self) -> BenchConfig:
-        """The kind's trainer config when none is given; a relation benchmark needs REConfig's fields (marker)."""
-        default = kind_for(self.kind).default_train()
-        if self.train is None:
-            self.train = default
-        elif not isinstance(self.train, type(default)):
-            raise ValueError(f"bench {self.kind} trains with {type(default).__name__}, not {type(self.train).__name__}")
+        """A relation benchmark trains with REConfig (its marker scheme and relation defaults)."""
+        wanted = type(self.bench_kind.default_train())
+        if not isinstance(self.train, wanted):
+            raise ValueError(f"bench {self.kind} trains with {wanted.__name__}, not {type(self.train).__name__}")
         return self
 
     @property

@@ -287,8 +287,8 @@ def entity_scores(gold: list[list[str]], pred: list[list[str]]) -> dict[str, Any
     from medsynth.evaluate.scores import entity_scores as strict_entity_scores
 
     scores = strict_entity_scores(gold, pred)
-    per_label = {k: {"precision": v["precision"], "recall": v["recall"], "f1-score": v["f1"], "support": float(v["support"])}
-                 for k, v in scores["per_type"].items()}
+    per_label = {k: {"precision": v["precision"], "recall": v["recall"], "f1-score": v["f1"],
+                     "support": float(v["support"])} for k, v in scores["per_type"].items()}
     return {"f1": scores["overall"]["f1"], "precision": scores["overall"]["precision"],
             "recall": scores["overall"]["recall"], "per_label": per_label}
 

@@ -65,10 +65,14 @@ def to_corpus_labels(labels: list[str], dataset: str) -> list[str]:
     return [lab if lab in allowed else NO_RELATION for lab in labels]
 
 
+def _fold_suffix(fold: int | None) -> str:
+    return f"-fold{fold}" if fold else ""
+
+
 def supervised_data(cfg: BenchConfig, fold: int | None) -> Path:
     """The corpus train split (+ devel as validation; GAD has none, so the trainer holds out 10% of train) as
     pairs.jsonl under OUT/work/."""
-    target = cfg.out / "work" / (f"supervised-{cfg.dataset}" + (f"-fold{fold}" if fold else ""))
+    target = cfg.out / "work" / f"supervised-{cfg.dataset}{_fold_suffix(fold)}"
     if not (target / "pairs.jsonl").exists():
         train = corpora_re.load_re(cfg.dataset, "train", cfg.data_dir, fold=fold or 1)
         pairs = [p.model_copy(update={"split": "train"}) for p in train]
@@ -163,7 +167,7 @@ class REKind:
         return train_re(data_dir, model_dir, config, progress=progress)  # type: ignore[arg-type]
 
     def supervised(self, cfg: BenchConfig, test: TestSet) -> SmallSystem:
-        plans = [ModelPlan(supervised_data(cfg, fold), cfg.out / "models" / ("supervised" + (f"-fold{fold}" if fold else "")),
+        plans = [ModelPlan(supervised_data(cfg, fold), cfg.out / "models" / f"supervised{_fold_suffix(fold)}",
                            [(fold, pairs)]) for fold, pairs in test.units]
         return SmallSystem(plans, f"{cfg.dataset} train split", cfg)
 
@@ -184,7 +188,8 @@ class REKind:
         return Predicted(rows, seconds, {"device": pick_device(cfg.train.device)})
 
     def model_meta(self, cfg: BenchConfig, model_dirs: list[Path], n: int) -> dict:
-        return {"model_dir": [str(d) for d in model_dirs], "marker": cfg.train.marker, "pairs": n}  # type: ignore[attr-defined]
+        marker = cfg.train.marker  # type: ignore[union-attr]  # BenchConfig gives bench re an REConfig
+        return {"model_dir": [str(d) for d in model_dirs], "marker": marker, "pairs": n}
 
     # -- report ----------------------------------------------------------------------------------------------
 
