@@ -211,33 +211,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from medsynth.evaluate.bench import BenchConfig, report, run_bench
-    from medsynth.data.corpora.ner import list_corpora
-    from medsynth.spec import get_task
+    from medsynth.cli.bench import bench_command
 
-    if args.kind == "re":
-        from medsynth.cli.rel import bench_command
-
-        return bench_command(args, lambda out: _session(args, log_dir=out))
-    if args.dataset not in list_corpora():
-        raise UsageError(f"unknown dataset; known datasets: {', '.join(list_corpora())}", field="--dataset",
-                         value=args.dataset)
-    out = Path(args.out or f"benchmarks/results/{args.kind}-{args.dataset}")
-    task = get_task(args.task_name or args.kind, args.task_file)
-    if args.report_only:
-        # The task's own name (no version), as a full bench titles it, so --report-only rewrites the same table.
-        results = report(out, title=f"{task.name} on {args.dataset}")
-    else:
-        label_map = dict(pair.split("=", 1) for pair in args.label_map.split(",")) if args.label_map else None
-        cfg = BenchConfig(task=task, dataset=args.dataset,
-                          systems=[s.strip() for s in args.systems.split(",") if s.strip()], out=out,
-                          data_dir=args.data_dir, limit=args.limit, seed=args.seed, shots=args.shots,
-                          train_data=[Path(p) for p in args.train_data], train=_train_config(args),
-                          label_map=label_map, retrain=args.retrain, progress=not args.no_progress,
-                          name_by_data=args.name_by_data)
-        results = run_bench(cfg, lambda: _session(args, log_dir=out))
-    print((out / "table.md").read_text(encoding="utf-8"))
-    return 0
+    return bench_command(args, lambda out: _session(args, log_dir=out))
 
 
 def cmd_export(args: argparse.Namespace) -> int:

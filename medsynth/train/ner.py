@@ -15,7 +15,6 @@ import os
 import random
 import re
 import time
-import warnings
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -282,24 +281,16 @@ def weighted_token_loss(logits: Any, labels: Any, weights: Any) -> Any:
 
 
 def entity_scores(gold: list[list[str]], pred: list[list[str]]) -> dict[str, Any]:
-    """seqeval strict IOB2 entity precision / recall / F1, plus per-type scores."""
-    from seqeval.metrics import classification_report, f1_score, precision_score, recall_score
-    from seqeval.scheme import IOB2
+    """The benchmark's strict IOB2 entity scores (`medsynth.evaluate.scores.entity_scores`, one metric for
+    validation and test), in the shape metrics.json and the model card keep: flat P/R/F1 and per-label rows
+    with seqeval's `f1-score` key and float support."""
+    from medsynth.evaluate.scores import entity_scores as strict_entity_scores
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # UndefinedMetricWarning when a split has no entities
-        kw = {"mode": "strict", "scheme": IOB2, "zero_division": 0}
-        report = classification_report(gold, pred, output_dict=True, **kw)
-        return {
-            "f1": float(f1_score(gold, pred, **kw)),
-            "precision": float(precision_score(gold, pred, **kw)),
-            "recall": float(recall_score(gold, pred, **kw)),
-            "per_label": {
-                k: {m: float(v[m]) for m in ("precision", "recall", "f1-score", "support")}
-                for k, v in report.items()
-                if not k.endswith("avg")
-            },
-        }
+    scores = strict_entity_scores(gold, pred)
+    per_label = {k: {"precision": v["precision"], "recall": v["recall"], "f1-score": v["f1"],
+                     "support": float(v["support"])} for k, v in scores["per_type"].items()}
+    return {"f1": scores["overall"]["f1"], "precision": scores["overall"]["precision"],
+            "recall": scores["overall"]["recall"], "per_label": per_label}
 
 
 def evaluate(model: Any, tokenizer: Any, labels: list[str], rows: list[dict], config: TrainConfig, device: str) -> dict:

@@ -20,7 +20,7 @@ from pydantic import Field
 
 from medsynth.data.corpora.rel import read_pairs
 from medsynth.errors import MedsynthError
-from medsynth.evaluate.scores_rel import re_scores
+from medsynth.evaluate.scores import re_scores
 from medsynth.train.predict_rel import DEFAULT_MAX_LENGTH, add_tag_tokens, classify, encode_pairs, mark_pair
 from medsynth.train.ner import (TrainConfig, _save, _seed_everything, fit, hold_out_validation, load_pretrained, torch_device,
                             write_model_files)

@@ -239,8 +239,6 @@ def test_judge_weighting_names_the_synthetic_system_and_spares_the_supervised_on
 
 
 def test_a_single_data_folder_names_its_system_only_when_asked(tmp_path):
-    from medsynth.evaluate.bench_rel import REBenchConfig
-    from medsynth.evaluate.bench_rel import system_name as re_system_name
     from medsynth.cli.main import build_parser
 
     one = BenchConfig(task=get_task("ncbi-disease"), dataset="ncbi-disease", out=tmp_path, train_data=[Path("runs/ner-500")])
@@ -248,9 +246,9 @@ def test_a_single_data_folder_names_its_system_only_when_asked(tmp_path):
     named = one.model_copy(update={"name_by_data": True})
     assert system_name("synthetic", named, Path("runs/ner-500")) == "synthetic-ner-500"
     assert system_name("supervised", named) == "supervised"
-    re_cfg = REBenchConfig(task=get_task("gad"), dataset="gad", out=tmp_path, train_data=[Path("runs/gad-300")],
-                           name_by_data=True)
-    assert re_system_name("synthetic", re_cfg, Path("runs/gad-300")) == "synthetic-gad-300"
+    re_cfg = BenchConfig(kind="re", task=get_task("gad"), dataset="gad", out=tmp_path,
+                         train_data=[Path("runs/gad-300")], name_by_data=True)
+    assert system_name("synthetic", re_cfg, Path("runs/gad-300")) == "synthetic-gad-300"
     args = build_parser().parse_args(["bench", "ner", "--dataset", "ncbi-disease", "--name-by-data"])
     assert args.name_by_data is True
 
@@ -316,3 +314,53 @@ def test_report_only_rewrites_the_tables_a_bench_wrote_even_for_a_versioned_task
             "--data-dir", str(data_dir), "--report-only"]
     assert main(args) == 0
     assert (out / "table.md").read_text() == table
+
+
+COMMITTED = Path(__file__).resolve().parents[2] / "benchmarks" / "results"
+
+
+@pytest.mark.parametrize(("kind", "task", "folder"), [("ner", "ncbi-disease", "ner-ncbi-disease-sample200"),
+                                                      ("re", "gad", "re-gad-sample200"),
+                                                      ("re", "chemprot", "re-chemprot-sample200")])
+def test_report_only_rewrites_committed_results_byte_for_byte(tmp_path, capsys, kind, task, folder):
+    """The reproduction command of every committed table: from the stored predictions alone, both kinds render
+    the committed table, CSV, scores (and NER error report) unchanged. The plot is left out: PNG bytes follow
+    the matplotlib version, not medsynth."""
+    import shutil
+
+    from medsynth.cli.main import main
+
+    committed = COMMITTED / folder
+    out = tmp_path / folder
+    shutil.copytree(committed / "predictions", out / "predictions")
+    args = ["bench", kind, "--task", task, "--dataset", task, "--out", str(out), "--report-only"]
+    assert main(args) == 0
+    written = sorted(p.name for p in committed.iterdir() if p.is_file() and p.suffix != ".png")
+    assert "table.md" in written and "scores.csv" in written
+    assert (kind == "ner") == ("errors.md" in written)
+    for name in written:
+        assert (out / name).read_bytes() == (committed / name).read_bytes(), f"{folder}/{name} differs"
+    assert capsys.readouterr().out.startswith(f"### {task} on {task}")
+
+
+def test_options_of_one_kind_are_refused_for_the_other_before_any_work(tmp_path, capsys):
+    from pydantic import ValidationError
+
+    from medsynth.cli.main import main
+
+    re_base = dict(kind="re", task=get_task("gad"), dataset="gad", out=tmp_path / "b", systems=["supervised"],
+                   data_dir=tmp_path / "nowhere")
+    with pytest.raises(MedsynthError, match="--shots is not available for bench re"):
+        run_bench(BenchConfig(shots=2, **re_base))
+    with pytest.raises(MedsynthError, match="--label-map applies to bench ner only"):
+        run_bench(BenchConfig(label_map={"Gene": "Gene"}, **re_base))
+    with pytest.raises(MedsynthError, match="--folds applies to bench re on gad only"):
+        run_bench(BenchConfig(task=get_task("ncbi-disease"), dataset="ncbi-disease", out=tmp_path / "b", folds=[1],
+                              systems=["supervised"], data_dir=tmp_path / "nowhere"))
+    with pytest.raises(ValidationError, match="bench re trains with REConfig"):
+        BenchConfig(train=TrainConfig(), **re_base)
+    assert not (tmp_path / "b").exists()
+    assert main(["bench", "ner", "--dataset", "ncbi-disease", "--label-map", "Drug", "--systems", "supervised",
+                 "--out", str(tmp_path / "b")]) == 2
+    err = capsys.readouterr().err
+    assert "--label-map" in err and "'Drug'" in err and len(err.strip().splitlines()) == 1

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from medsynth.evaluate.bench_rel import REBenchConfig, report_re, run_bench_re
+from medsynth.evaluate.bench import BenchConfig, report, run_bench
 from medsynth.errors import MedsynthError
 from medsynth.spec import get_task
 from medsynth.train.rel import REConfig
-from medsynth.evaluate.zeroshot_rel import relation_from_answer
+from medsynth.evaluate.zeroshot import relation_from_answer
 from tests.llm_double import LLMDouble
 from tests.re_fixtures import write_gad_dir, write_gad_run
 
@@ -27,10 +27,10 @@ def data_dir(tmp_path) -> Path:
     return write_gad_dir(tmp_path / "data", folds=(1, 2), n_train=16, n_test=6)
 
 
-def _cfg(tmp_path: Path, data_dir: Path, **kw) -> REBenchConfig:
-    base = dict(task=get_task("gad"), dataset="gad", out=tmp_path / "bench", data_dir=data_dir, folds=[1, 2],
+def _cfg(tmp_path: Path, data_dir: Path, **kw) -> BenchConfig:
+    base = dict(kind="re", task=get_task("gad"), dataset="gad", out=tmp_path / "bench", data_dir=data_dir, folds=[1, 2],
                 progress=False, train=REConfig(max_steps=3, batch_size=8, epochs=1))
-    return REBenchConfig(**{**base, **kw})
+    return BenchConfig(**{**base, **kw})
 
 
 def test_bench_re_end_to_end_and_report_only(tmp_path, data_dir, monkeypatch, capsys):
@@ -40,7 +40,7 @@ def test_bench_re_end_to_end_and_report_only(tmp_path, data_dir, monkeypatch, ca
     run = write_gad_run(tmp_path / "synthetic")
     cfg = _cfg(tmp_path, data_dir, systems=["zero-shot", "synthetic"], train_data=[run])
     with LLMDouble(_oracle) as double:
-        results = run_bench_re(cfg, lambda: llm_session(base_url=double.base_url, model="double-model"))
+        results = run_bench(cfg, lambda: llm_session(base_url=double.base_url, model="double-model"))
     assert not double.errors
     assert set(results) == {"zero-shot", "synthetic"}
     zs = results["zero-shot"]
@@ -75,7 +75,7 @@ def test_zero_shot_survives_invalid_answers(tmp_path, data_dir, monkeypatch):
     monkeypatch.setenv("MEDSYNTH_CACHE_DIR", str(tmp_path / "cache"))
     cfg = _cfg(tmp_path, data_dir, systems=["zero-shot"], folds=[1], limit=3)
     with LLMDouble(lambda req: "I think they are related.") as double:
-        res = run_bench_re(cfg, lambda: llm_session(base_url=double.base_url, model="double-model"))
+        res = run_bench(cfg, lambda: llm_session(base_url=double.base_url, model="double-model"))
     zs = res["zero-shot"]
     assert zs["n_pairs"] == 3 and zs["meta"]["invalid_answers"] == 3
     assert zs["overall"]["precision"] == 0.0  # every invalid answer counts as "none"
@@ -88,13 +88,13 @@ def test_zero_shot_resumes_from_its_recorded_answers_without_the_response_cache(
     answers = cfg.out / "answers" / "zero-shot.jsonl"
     monkeypatch.setenv("MEDSYNTH_CACHE_DIR", str(tmp_path / "cache-1"))
     with LLMDouble(_oracle) as double:
-        first = run_bench_re(cfg, lambda: llm_session(base_url=double.base_url, model="double-model"))["zero-shot"]
+        first = run_bench(cfg, lambda: llm_session(base_url=double.base_url, model="double-model"))["zero-shot"]
     recorded = answers.read_text().splitlines()
     assert len(recorded) == first["meta"]["llm_calls"] > 1  # one line per distinct request, over both folds
     answers.write_text(recorded[0] + "\n", encoding="utf-8")  # a run stopped after its first answer
     monkeypatch.setenv("MEDSYNTH_CACHE_DIR", str(tmp_path / "cache-2"))  # ... resumed on another machine
     with LLMDouble(_oracle) as double:
-        resumed = run_bench_re(cfg, lambda: llm_session(base_url=double.base_url, model="double-model"))["zero-shot"]
+        resumed = run_bench(cfg, lambda: llm_session(base_url=double.base_url, model="double-model"))["zero-shot"]
         assert len(double.requests) == len(recorded) - 1
     assert resumed["overall"]["f1"] == pytest.approx(1.0) and resumed["meta"]["answers_from_journal"] >= 1
     assert resumed["meta"]["llm_tokens"] == first["meta"]["llm_tokens"] and resumed["meta"]["pairs_per_second"] > 0
@@ -110,19 +110,19 @@ def test_relation_from_answer():
 
 def test_bench_re_bad_inputs(tmp_path, data_dir, capsys):
     with pytest.raises(MedsynthError, match="unknown system"):
-        run_bench_re(_cfg(tmp_path, data_dir, systems=["oracle"]))
+        run_bench(_cfg(tmp_path, data_dir, systems=["oracle"]))
     with pytest.raises(MedsynthError, match="needs --train-data"):
-        run_bench_re(_cfg(tmp_path, data_dir, systems=["synthetic"]))
+        run_bench(_cfg(tmp_path, data_dir, systems=["synthetic"]))
     with pytest.raises(MedsynthError, match="no pairs.jsonl"):
-        run_bench_re(_cfg(tmp_path, data_dir, systems=["synthetic"], train_data=[tmp_path]))
+        run_bench(_cfg(tmp_path, data_dir, systems=["synthetic"], train_data=[tmp_path]))
     with pytest.raises(MedsynthError, match="ner task"):
-        run_bench_re(_cfg(tmp_path, data_dir, task=get_task("ner"), systems=["supervised"]))
+        run_bench(_cfg(tmp_path, data_dir, task=get_task("ner"), systems=["supervised"]))
     with pytest.raises(MedsynthError, match="CPR:3"):
-        run_bench_re(_cfg(tmp_path, data_dir, dataset="chemprot", folds=None, systems=["supervised"]))
+        run_bench(_cfg(tmp_path, data_dir, dataset="chemprot", folds=None, systems=["supervised"]))
     with pytest.raises(MedsynthError, match="folds are 1..10"):
-        run_bench_re(_cfg(tmp_path, data_dir, folds=[0], systems=["supervised"]))
+        run_bench(_cfg(tmp_path, data_dir, folds=[0], systems=["supervised"]))
     with pytest.raises(MedsynthError, match="no stored predictions"):
-        report_re(tmp_path / "empty")
+        report(tmp_path / "empty", kind="re")
 
     from medsynth.cli.main import main
 
@@ -135,7 +135,7 @@ def test_bench_re_bad_inputs(tmp_path, data_dir, capsys):
 
 
 def test_supervised_gad_fold(tmp_path, data_dir):
-    res = run_bench_re(_cfg(tmp_path, data_dir, systems=["supervised"], folds=[2]))
+    res = run_bench(_cfg(tmp_path, data_dir, systems=["supervised"], folds=[2]))
     sup = res["supervised"]
     assert sup["n_pairs"] == 6 and sup["meta"]["folds"] == [2]
     assert (tmp_path / "bench" / "models" / "supervised-fold2" / "model.safetensors").exists()

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from medsynth.errors import MedsynthError
-from medsynth.evaluate.scores_rel import (
+from medsynth.evaluate.scores import (
     pair_counts,
     re_predictions_record,
     re_scores,

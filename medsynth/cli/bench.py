@@ -1,0 +1,97 @@
+"""`bench ner` / `bench re`: one command for both benchmark kinds. It checks the options that belong to one kind,
+builds a `BenchConfig` and calls `medsynth.evaluate.bench` (never handing it the parsed arguments)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from medsynth.errors import UsageError
+
+
+def _datasets(kind: str) -> list[str]:
+    if kind == "re":
+        from medsynth.data.corpora.rel import list_re_datasets
+
+        return list_re_datasets()
+    from medsynth.data.corpora.ner import list_corpora
+
+    return list_corpora()
+
+
+def _task_name(args: argparse.Namespace) -> str | None:
+    """--task, else the kind's default task for the dataset (none when --task-file names the task)."""
+    if args.task_name or args.task_file:
+        return args.task_name
+    if args.kind == "re":
+        from medsynth.data.corpora.rel import DEFAULT_TASK
+
+        return DEFAULT_TASK[args.dataset]
+    return args.kind
+
+
+def _folds(value: str | None) -> list[int] | None:
+    if not value:
+        return None
+    try:
+        return [int(x) for x in value.split(",") if x.strip()]
+    except ValueError:
+        raise UsageError("--folds takes comma-separated fold numbers, e.g. 1,2,3", field="--folds",
+                         value=value) from None
+
+
+def _label_map(value: str | None) -> dict[str, str] | None:
+    if not value:
+        return None
+    pairs = [pair.split("=", 1) for pair in value.split(",") if pair.strip()]
+    bad = next((p[0] for p in pairs if len(p) != 2 or not p[0].strip() or not p[1].strip()), None)
+    if bad is not None:
+        raise UsageError("--label-map takes task=corpus label pairs, e.g. Drug=Chemical", field="--label-map",
+                         value=bad)
+    return {task.strip(): corpus.strip() for task, corpus in pairs}
+
+
+def _train_config(args: argparse.Namespace):
+    """The small-model options as the kind's trainer config (unset options keep its defaults)."""
+    if args.kind == "re":
+        from medsynth.cli.rel import re_config
+
+        return re_config(args)
+    from medsynth.cli.main import _train_config
+
+    return _train_config(args)
+
+
+def bench_config(args: argparse.Namespace, out: Path, task):
+    """The library's config for a full bench run."""
+    from medsynth.evaluate.bench import BenchConfig
+
+    return BenchConfig(kind=args.kind, task=task, dataset=args.dataset,
+                       systems=[s.strip() for s in args.systems.split(",") if s.strip()], out=out,
+                       data_dir=args.data_dir, limit=args.limit, seed=args.seed, shots=args.shots,
+                       label_map=_label_map(args.label_map), folds=_folds(args.folds),
+                       train_data=[Path(p) for p in args.train_data], train=_train_config(args),
+                       retrain=args.retrain, progress=not args.no_progress, name_by_data=args.name_by_data)
+
+
+def bench_command(args: argparse.Namespace, session) -> int:
+    """`session(out)` opens the LLM session (logging under the results folder); only zero-shot systems use it."""
+    from medsynth.evaluate.bench import report, run_bench
+    from medsynth.spec import get_task
+
+    if args.kind == "re":
+        from medsynth.cli.rel import _ner_only_weighting
+
+        _ner_only_weighting(args)
+    known = _datasets(args.kind)
+    if args.dataset not in known:
+        raise UsageError(f"unknown dataset; known datasets: {', '.join(known)}", field="--dataset", value=args.dataset)
+    out = Path(args.out or f"benchmarks/results/{args.kind}-{args.dataset}")
+    task = get_task(_task_name(args), args.task_file)
+    if args.report_only:
+        # The task's own name (no version), as a full bench titles it, so --report-only rewrites the same table.
+        report(out, title=f"{task.name} on {args.dataset}", kind=args.kind)
+    else:
+        run_bench(bench_config(args, out, task), lambda: session(out))
+    print((out / "table.md").read_text(encoding="utf-8"))
+    return 0
