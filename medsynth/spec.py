@@ -132,6 +132,17 @@ class TaskSpec(BaseModel):
     span_conventions: bool = Field(default=True, description=(
         "with a labelled --reference, derive span boundary conventions per label (prompt + export span rules)"))
 
+    @field_validator("distractor_groups_exclude")
+    @classmethod
+    def _groups_known(cls, v: list[str] | None) -> list[str] | None:
+        if v:
+            from medsynth.generate.distractors import unknown_groups, vocabulary
+
+            bad = unknown_groups(v)
+            if bad:
+                raise ValueError(f"unknown group {bad[0]!r} (groups: {', '.join(vocabulary())})")
+        return v
+
     @model_validator(mode="after")
     def _consistent(self) -> "TaskSpec":
         names = [label.name for label in self.labels]
@@ -151,13 +162,6 @@ class TaskSpec(BaseModel):
                     raise ValueError(f"relation {rel.name!r} {side} {getattr(rel, side)!r} is not a defined label")
         if self.kind == "re" and not self.relations:
             raise ValueError("kind 're' needs at least one relation")
-        if self.distractor_groups_exclude:
-            from medsynth.generate.distractors import unknown_groups, vocabulary
-
-            bad = unknown_groups(self.distractor_groups_exclude)
-            if bad:
-                raise ValueError(f"distractor_groups_exclude: unknown group {bad[0]!r} "
-                                 f"(groups: {', '.join(vocabulary())})")
         lo, hi = self.mentions_per_sentence
         if not 0 <= lo <= hi <= 12:
             raise ValueError(f"mentions_per_sentence {self.mentions_per_sentence} must satisfy 0 <= min <= max <= 12")

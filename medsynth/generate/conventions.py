@@ -93,7 +93,7 @@ def _quoted(words: list[dict], n: int = 5) -> str:
 
 def guideline(label: str, conv: dict) -> str:
     """The prompt sentence for one label's conventions."""
-    text = f"{label} spans in real text are typically {conv['median_tokens']} words long"
+    text = f"{label} spans in real text are typically {conv['median_tokens']:g} words long"
     sides = []
     if conv["before"]:
         sides.append(f"a directly preceding {_quoted(conv['before'])}")

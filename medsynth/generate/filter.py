@@ -150,9 +150,9 @@ def negative_leaks(text: str, entities: list[Entity], task: TaskSpec) -> list[st
     lowered = text.lower()
     for terms in task.lexicon.values():
         for term in {t.strip() for t in terms if len(t.strip()) >= 3}:
-            if term.lower() in lowered and re.search(r"(?<![\w-])" + re.escape(term) + r"(?![\w-])", text,
-                                                     re.IGNORECASE):
-                leaked.append(term)
+            if term.lower() in lowered and (m := re.search(r"(?<![\w-])" + re.escape(term) + r"(?![\w-])", text,
+                                                           re.IGNORECASE)):
+                leaked.append(m.group())
     return list(dict.fromkeys(leaked))
 
 
