@@ -135,6 +135,8 @@ def _negatives(plan: Plan) -> str:
     if not plan.negatives:
         return ""
     terms = "; ".join(f"\"{d.text}\" ({d.label})" for d in plan.negatives)
+    if len(plan.negatives) == 1:
+        return f" Also mention {terms} in the sentence; it is NOT an entity of the listed types: do not label it."
     return (f" Also mention {terms} in the sentence; these are NOT entities of the listed types: do not label "
             "them.")
 
