@@ -136,7 +136,7 @@ def _negatives(plan: Plan) -> str:
         return ""
     terms = "; ".join(f"\"{d.text}\" ({d.label})" for d in plan.negatives)
     if len(plan.negatives) == 1:
-        return f" Also mention {terms} in the sentence; it is NOT an entity of the listed types: do not label it."
+        return f" Also mention {terms} in the sentence; it is NOT one of the listed entity types: do not label it."
     return (f" Also mention {terms} in the sentence; these are NOT entities of the listed types: do not label "
             "them.")
 

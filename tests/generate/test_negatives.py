@@ -88,7 +88,7 @@ def test_the_prompt_asks_to_mention_negatives_unlabelled_and_the_system_prompt_i
     assert "NOT entities of the listed types: do not label them" in user
     assert prompt.prompt_hash(task, "json") == prompt.prompt_hash(_task(vocabulary_distractors=False), "json")
     one = plan.model_copy(update={"negatives": plan.negatives[:1]})
-    assert "it is NOT an entity of the listed types: do not label it" in prompt.user_prompt(one)
+    assert "it is NOT one of the listed entity types: do not label it" in prompt.user_prompt(one)
     plain = plan.model_copy(update={"negatives": []})
     assert "NOT entities" not in prompt.user_prompt(plain) and "do not label" not in prompt.user_prompt(plain)
 
