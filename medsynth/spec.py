@@ -33,6 +33,13 @@ class LabelSpec(BaseModel):
         "`export --apply-span-rules` extends generated spans over them"))
     span_exclude: list[str] = Field(default_factory=list, description=(
         "words that never start this label's span (e.g. 'severe'); `export --apply-span-rules` trims them"))
+    span_include_after: list[str] = Field(default_factory=list, description=(
+        "words that belong inside this label's span when they directly follow it (e.g. 'gene', 'receptor'); "
+        "`export --apply-span-rules` extends generated spans over them"))
+    span_guideline: str = Field(default="", description=(
+        "a boundary rule shown to the LLM on this label's line (filled from a labelled --reference)"))
+    span_examples: list[str] = Field(default_factory=list, description=(
+        "example spans showing the boundary convention, shown to the LLM (invented, never corpus text)"))
 
     @field_validator("name")
     @classmethod
@@ -42,7 +49,7 @@ class LabelSpec(BaseModel):
             raise ValueError("must start with a letter and hold only letters, digits, '_' or '-' (max 40)")
         return v
 
-    @field_validator("span_include", "span_exclude")
+    @field_validator("span_include", "span_exclude", "span_include_after")
     @classmethod
     def _words_ok(cls, v: list[str]) -> list[str]:
         # An empty word would match before every span and extend it over nothing forever.
@@ -110,6 +117,31 @@ class TaskSpec(BaseModel):
         "classifier trained only on related pairs learns that co-occurrence means relation"))
     distractors: list[DistractorSpec] = Field(default_factory=list)
     distractor_rate: float = Field(default=0.0, ge=0, le=1, description="share of sentences planned with one distractor")
+    # New machinery (issue 22): on by default for new tasks; shipped tasks whose committed runs must replay
+    # from their stores and caches switch it off explicitly.
+    vocabulary_distractors: bool = Field(default=True, description=(
+        "draw hard negatives from medsynth's shipped distractor vocabulary (medsynth/generate/distractors.yaml)"))
+    vocabulary_rate: float = Field(default=0.5, ge=0, le=1, description=(
+        "share of sentences with mentions that also get 1-2 vocabulary distractors; mention-free sentences "
+        "always get them"))
+    distractor_groups_exclude: list[str] | None = Field(default=None, description=(
+        "vocabulary groups never drawn because they overlap the task's labels; None: inferred from label names"))
+    recheck_empty: bool = Field(default=True, description=(
+        "a mention-free plan answered with a labelled mention or a lexicon term is re-asked once, then "
+        "rejected as negative_not_empty"))
+    span_conventions: bool = Field(default=True, description=(
+        "with a labelled --reference, derive span boundary conventions per label (prompt + export span rules)"))
+
+    @field_validator("distractor_groups_exclude")
+    @classmethod
+    def _groups_known(cls, v: list[str] | None) -> list[str] | None:
+        if v:
+            from medsynth.generate.distractors import unknown_groups, vocabulary
+
+            bad = unknown_groups(v)
+            if bad:
+                raise ValueError(f"unknown group {bad[0]!r} (groups: {', '.join(vocabulary())})")
+        return v
 
     @model_validator(mode="after")
     def _consistent(self) -> "TaskSpec":
@@ -143,6 +175,14 @@ class TaskSpec(BaseModel):
     @property
     def label_names(self) -> list[str]:
         return [label.name for label in self.labels]
+
+    def excluded_distractor_groups(self) -> list[str]:
+        """Vocabulary groups this task never draws: the declared list, else those its labels name."""
+        if self.distractor_groups_exclude is not None:
+            return list(self.distractor_groups_exclude)
+        from medsynth.generate.distractors import automatic_exclusions
+
+        return automatic_exclusions([(lab.name, lab.definition) for lab in self.labels])
 
 
 def task_brief(task: TaskSpec, examples: int = 5, relations: bool = True) -> list[str]:

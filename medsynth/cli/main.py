@@ -102,7 +102,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     out = Path(args.out or f"runs/{args.kind}")
     cfg = BuildConfig(task=task, n=args.n or 200, out=out, seed=args.seed, format=args.format,
                       temperature=args.temperature, max_tokens=args.max_tokens, progress=not args.no_progress,
-                      curate=_curate_config(args, task))
+                      curate=_curate_config(args, task, check_span_words=not args.reference))
     if args.annotate:
         cfg = _annotate_config(cfg, args)
     if args.reference:
@@ -132,8 +132,13 @@ def _reference_config(cfg, args: argparse.Namespace):
     """Reference matching: the planner follows the reference's length / mention / label distributions."""
     from medsynth.generate.reference import reference_stats
 
+    from medsynth.generate.conventions import with_conventions
+
     ref = reference_stats(args.reference, cfg.task)
-    return cfg.model_copy(update={"plan_stats": ref.stats, "reference_card": ref.card_summary()})
+    task = with_conventions(cfg.task, ref.conventions)  # labels gain the reference's span conventions
+    return cfg.model_copy(update={"plan_stats": ref.stats, "reference_card": ref.card_summary(), "task": task,
+                                  "span_conventions": ref.conventions or None,
+                                  "curate": _curate_config(args, task)})
 
 
 def _train_config(args: argparse.Namespace):
@@ -227,6 +232,9 @@ def cmd_export(args: argparse.Namespace) -> int:
     with RunStore(src, lock=False) as store:
         ident = store.identity()
     task = get_task(str(ident.get("task", "")), args.task_file)  # the exact version that built the run
+    from medsynth.generate.conventions import with_conventions
+
+    task = with_conventions(task, ident.get("span_conventions"))  # derived from the run's --reference
     cfg = BuildConfig(task=task, n=args.n, out=Path(args.out), seed=ident.get("seed", 13),
                       format=ident.get("format", "json"), progress=False, curate=_curate_config(args, task))
     Path(args.out).mkdir(parents=True, exist_ok=True)
@@ -252,14 +260,17 @@ def _add_curate_options(p: argparse.ArgumentParser) -> None:
                    help="move span boundaries over the words the task's labels declare in span_include/span_exclude")
 
 
-def _curate_config(args: argparse.Namespace, task):
+def _curate_config(args: argparse.Namespace, task, check_span_words: bool = True):
+    """Curation options; `check_span_words=False` defers the span-rule check until a --reference has added
+    its derived conventions to the task."""
     from medsynth.quality.curate import CurateConfig
 
     if not 0 < args.dedup_threshold <= 1:
         raise UsageError("must be in (0, 1]", field="--dedup-threshold", value=args.dedup_threshold)
-    if args.apply_span_rules and not any(lab.span_include or lab.span_exclude for lab in task.labels):
-        raise UsageError(f"task {task.registry_name} declares no span_include or span_exclude words on any label",
-                         field="--apply-span-rules", value=True)
+    ruled = any(lab.span_include or lab.span_exclude or lab.span_include_after for lab in task.labels)
+    if args.apply_span_rules and check_span_words and not ruled:
+        raise UsageError(f"task {task.registry_name} declares no span_include, span_include_after or span_exclude "
+                         "words on any label", field="--apply-span-rules", value=True)
     return CurateConfig(dedup=args.dedup, dedup_threshold=args.dedup_threshold, drop_phi=args.drop_phi,
                         reuse_abbreviations=args.reuse_abbreviations, span_rules=args.apply_span_rules)
 

@@ -319,6 +319,7 @@ def _plan_lines(identity: dict) -> str:
         return ("- source: annotate mode — example i is the i-th non-blank text of the input (meta `input`, `line`); "
                 "greedy decoding; a text with no entity is kept as a negative example")
     line = "- plan: label-first — each request named its target mentions (from the task's seed lexicon) and a style"
+    line += _negatives_line(identity.get("negatives"))
     ref = identity.get("reference")
     if not ref:
         return line
@@ -328,6 +329,41 @@ def _plan_lines(identity: dict) -> str:
             f"words per sentence mean {ref['mean_words']}, median {ref['median_words']} (each request asks for a "
             f"window around a drawn length); mentions per sentence {mix(ref['mentions_per_sentence'])}; "
             f"label mix {mix(ref['label_mix'])}")
+
+
+def _negatives_line(neg: dict | None) -> str:
+    """The card's line on real negatives (vocabulary distractors, re-asked empty plans); "" for runs without."""
+    if not neg:
+        return ""
+    parts = []
+    if neg.get("vocabulary_groups"):
+        excluded = ", ".join(neg.get("excluded_groups") or []) or "none"
+        parts.append(f"hard negatives from medsynth's distractor vocabulary (groups {', '.join(neg['vocabulary_groups'])}; "
+                     f"excluded as overlapping the labels: {excluded}) in every mention-free sentence and "
+                     f"{round(100 * neg.get('rate', 0))} % of the others, asked to be left unlabelled "
+                     "(a labelled one is unlabelled: `distractor:unlabelled`)")
+    if neg.get("recheck_empty"):
+        parts.append("a mention-free plan answered with a task mention or lexicon term was re-asked once "
+                     "(`negative_reasked`), then rejected (`negative_not_empty`)")
+    return "\n- negatives: " + "; ".join(parts) if parts else ""
+
+
+def _conventions_md(conv: dict | None) -> str:
+    """The "Span conventions (from reference)" section: per label, the boundary words and span lengths
+    derived from the labelled reference (counts only, no reference text), and the rules they became."""
+    if not conv:
+        return ""
+    rows = ["## Span conventions (from reference)",
+            "Derived from the labelled reference's gold spans; shown to the LLM as a guideline with invented example "
+            "spans, and applied by `export --apply-span-rules`.", "",
+            "| label | spans | tokens per span (median / mean) | words inside before | words inside after |",
+            "|---|---|---|---|---|"]
+    for label, c in conv.items():
+        words = lambda ws: ", ".join(f"{w['word']} ({w['inside']}/{w['inside'] + w['outside']})" for w in ws) or "-"  # noqa: E731
+        rows.append(f"| {label} | {c['spans']} | {c['median_tokens']} / {c['mean_tokens']} | {words(c['before'])} | "
+                    f"{words(c['after'])} |")
+    return "\n".join(rows) + "\n\n(word (n/m): the word was inside the span in n of the m times it stood directly " \
+        "before / after one)\n\n"
 
 
 def card(task: TaskSpec, identity: dict, desc: dict, totals: dict, split_sizes: dict[str, int]) -> str:
@@ -354,7 +390,7 @@ def card(task: TaskSpec, identity: dict, desc: dict, totals: dict, split_sizes: 
 {_table({'words per example (mean / median / min / max)': '{mean} / {median} / {min} / {max}'.format(**desc['words_per_example']), 'entities per example (mean / min / max)': '{mean} / {min} / {max}'.format(**desc['entities_per_example'])}, ('', 'value'))}
 ### Styles
 {_table(desc['styles'], ('style', 'examples'))}
-{_relations_md(desc)}## Quality control
+{_relations_md(desc)}{_conventions_md(identity.get('span_conventions'))}## Quality control
 LLM requests: {totals['requests']} ({totals['kept']} kept, {totals['rejected']} rejected).
 
 ### Repairs by kind

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
@@ -24,7 +24,7 @@ from medsynth.llm.aio import run_sync
 from medsynth.generate.align import AlignConfig, align
 from medsynth.errors import MedsynthError
 from medsynth.data.export import export_all
-from medsynth.generate.filter import check_example, normalize_text
+from medsynth.generate.filter import NEGATIVE_NOT_EMPTY, check_example, normalize_text
 from medsynth.llm.client import LLMClient
 from medsynth.generate.parse import parse_answer
 from medsynth.generate.plan import Plan, PlanStats, make_plan
@@ -52,6 +52,8 @@ class BuildConfig(BaseModel):
     plan_stats: PlanStats | None = None
     reference_card: dict | None = Field(default=None, description="what the card says about --reference "
                                         "(name, size, the stats used); not part of the run identity")
+    span_conventions: dict | None = Field(default=None, description="span conventions derived from a labelled "
+                                          "--reference (label -> conventions); already merged into `task`")
     annotate: Path | None = Field(default=None, description="label the texts of this file instead of "
                                   "generating (annotate mode, see annotate.py); n caps how many")
     curate: CurateConfig = Field(default_factory=CurateConfig)
@@ -67,6 +69,7 @@ class Annotation:
     relations: list
     repairs: Counter
     reason: str | None  # rejection reason, None when kept
+    leaked: list[str] = field(default_factory=list)  # negative_not_empty: the task mentions a negative named
 
 
 def annotate(raw: str | None, task: TaskSpec, plan: Plan, fmt: str, fuzzy: float) -> Annotation:
@@ -83,7 +86,8 @@ def annotate(raw: str | None, task: TaskSpec, plan: Plan, fmt: str, fuzzy: float
     checked = check_example(parsed.text, aligned.entities, task, plan)
     repairs.update(checked.repairs)
     if not checked.kept or task.kind != "re":
-        return Annotation(parsed.text, checked.entities, [], repairs, None if checked.kept else checked.reason)
+        return Annotation(parsed.text, checked.entities, [], repairs, None if checked.kept else checked.reason,
+                          checked.leaked)
     related = relate(parsed.text, checked.entities, parsed.relations, task, plan, fuzzy)
     repairs.update(related.repairs)
     return Annotation(parsed.text, checked.entities, related.relations, repairs, related.rejection)
@@ -94,6 +98,13 @@ def annotate_answer(raw: str | None, task: TaskSpec, plan: Plan, fmt: str, fuzzy
     """parse → align → filter for one answer: (text, entities, repairs, rejection reason or None)."""
     ann = annotate(raw, task, plan, fmt, fuzzy)
     return ann.text, ann.entities, ann.repairs, ann.reason
+
+
+def reask_seed(seed: int) -> int:
+    """The LLM seed of a re-ask, derived from the plan's: deterministic, so a re-run replays it from the cache."""
+    import hashlib
+
+    return int.from_bytes(hashlib.sha256(f"reask|{seed}".encode()).digest()[:4], "big") % (2**31 - 1)
 
 
 OPTION_KEYS = ("source", "annotate_sha256", "plan_stats")  # identity keys present only when their option is
@@ -108,7 +119,23 @@ def option_identity(cfg: BuildConfig, corpus: annotating.Corpus | None = None) -
         extra.update({"source": annotating.SOURCE, "annotate_sha256": corpus.sha256})
     if cfg.plan_stats is not None:
         extra["plan_stats"] = cfg.plan_stats.model_dump(mode="json", exclude_none=True)
+    if cfg.span_conventions:
+        extra["span_conventions"] = cfg.span_conventions
     return extra
+
+
+def negatives_identity(task: TaskSpec) -> dict:
+    """What the card says about real negatives (vocabulary groups drawn, re-asks); {} for a task that uses
+    neither, so the identity (and card) of runs from such tasks is unchanged."""
+    from medsynth.generate.plan import vocabulary_groups
+
+    out: dict = {}
+    if task.vocabulary_distractors and task.kind in ("ner", "re"):
+        out.update({"vocabulary_groups": sorted(vocabulary_groups(task)),
+                    "excluded_groups": task.excluded_distractor_groups(), "rate": task.vocabulary_rate})
+    if task.recheck_empty and task.kind == "ner":
+        out["recheck_empty"] = True
+    return {"negatives": out} if out else {}
 
 
 def _plan_meta(plan: Plan) -> dict:
@@ -116,6 +143,8 @@ def _plan_meta(plan: Plan) -> dict:
     (and everything derived from it) stays as it was."""
     meta = {"slot": plan.slot, "style": plan.style,
             "targets": [t.model_dump(include={"text", "label"}) for t in plan.targets]}
+    if plan.distractors or plan.negatives:  # absent without them, so older meta stays as it was
+        meta["distractors"] = [d.model_dump(include={"text", "label"}) for d in plan.distractors + plan.negatives]
     if plan.relation is not None:
         rel = plan.relation
         meta["relation"] = {"relation": rel.relation, "label": rel.label, "head_first": rel.head_first,
@@ -148,9 +177,10 @@ class Builder:
 
     def identity(self) -> dict:
         corpus = self.annotator.corpus if self.annotator else None
+        negatives = negatives_identity(self.cfg.task) if self.annotator is None else {}
         return {"task": self.cfg.task.registry_name, "format": self.cfg.format, "seed": self.cfg.seed,
                 "model": self.model_name, "prompt_hash": self.prompt_hash, "params": self.params,
-                **option_identity(self.cfg, corpus)}
+                **option_identity(self.cfg, corpus), **negatives}
 
     async def _annotate_slot(self, slot: int) -> Outcome:
         """Annotate mode: the slot's text comes from the input file, only the labels from the LLM."""
@@ -178,23 +208,32 @@ class Builder:
         if self.annotator is not None:
             return await self._annotate_slot(slot)
         plan = make_plan(cfg.task, slot, cfg.seed, cfg.plan_stats)
-        resp = await self.client.complete(
-            prompting.messages(cfg.task, plan, cfg.format), schema=prompting.schema(cfg.task, plan, cfg.format),
-            seed=plan.seed, temperature=cfg.temperature, max_tokens=cfg.max_tokens,
-        )
+        seed, resp = plan.seed, await self._ask(plan, plan.seed)
         if resp.text is None:
             return Outcome(slot, "failed", error=resp.error or "no response")
         ann = annotate(resp.text, cfg.task, plan, cfg.format, cfg.fuzzy_threshold)
+        tokens = (resp.prompt_tokens, resp.completion_tokens)
+        reasked = ann.reason == NEGATIVE_NOT_EMPTY
+        if reasked:  # a mention-free plan answered with a mention: ask once more, then reject it
+            seed = reask_seed(plan.seed)
+            resp = await self._ask(plan, seed, ann.leaked)
+            if resp.text is None:
+                return Outcome(slot, "failed", error=resp.error or "no response")
+            first = ann.repairs
+            ann = annotate(resp.text, cfg.task, plan, cfg.format, cfg.fuzzy_threshold)
+            ann.repairs.update(first + Counter({"negative_reasked": 1}))
+            tokens = (tokens[0] + resp.prompt_tokens, tokens[1] + resp.completion_tokens)
         text, entities, repairs, reason = ann.text, ann.entities, ann.repairs, ann.reason
         out = Outcome(slot, "rejected" if reason else "kept", reason, repairs=repairs,
-                      prompt_tokens=resp.prompt_tokens, completion_tokens=resp.completion_tokens)
+                      prompt_tokens=tokens[0], completion_tokens=tokens[1])
         if reason is None:
+            plan_meta = {**_plan_meta(plan), **({"reasked": True} if reasked else {})}
             out.example = Example(
                 id=f"{cfg.task.name}-{slot:06d}", text=text, entities=entities, relations=ann.relations,
                 meta={"task": cfg.task.registry_name, "model": self.model_name, "prompt_hash": self.prompt_hash,
-                      "params": self.params, "seed": plan.seed,
+                      "params": self.params, "seed": seed,
                       "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                      "plan": _plan_meta(plan)},
+                      "plan": plan_meta},
             )
             problems = out.example.check_spans()
             if problems:  # cannot happen after align; refuse rather than store a broken span
@@ -202,6 +241,14 @@ class Builder:
             else:
                 out.norm = normalize_text(text)
         return out
+
+    async def _ask(self, plan: Plan, seed: int, leaked: list[str] | None = None):
+        """One LLM request for `plan` (with `leaked`: the re-ask of a mention-free plan)."""
+        cfg = self.cfg
+        return await self.client.complete(
+            prompting.messages(cfg.task, plan, cfg.format, leaked), schema=prompting.schema(cfg.task, plan, cfg.format),
+            seed=seed, temperature=cfg.temperature, max_tokens=cfg.max_tokens,
+        )
 
     async def run(self, store: RunStore) -> dict:
         """Run slots until n examples are kept; annotate mode until every text slot is done (a rejected text

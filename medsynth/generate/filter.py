@@ -5,7 +5,11 @@ Runs after `align` (which guarantees exact spans) and before `store`. Checks, in
 - the plan: at least one planned target mention is annotated (or present and then annotated);
 - completeness: an unannotated, word-bounded occurrence of a seed-lexicon term is added with its label
   (an unlabelled mention teaches a tagger that it is `O` — worse than no example);
-- label guidelines: mentions equal to a label's own negative examples ("patients", "dose") are dropped.
+- label guidelines: mentions equal to a label's own negative examples ("patients", "dose") are dropped;
+- planned look-alikes: a planned distractor the answer labels anyway loses its label (`distractor_dropped` for
+  the task's own distractors, `distractor:unlabelled` for the shipped vocabulary's);
+- real negatives (`recheck_empty`): a mention-free plan whose answer still holds a task mention, or a lexicon
+  term as a whole word in any case, is refused as `negative_not_empty` (the build re-asks it once first).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from medsynth.generate.plan import Plan
 from medsynth.spec import TaskSpec
 from medsynth.records import Entity
 
+NEGATIVE_NOT_EMPTY = "negative_not_empty"
 _MARKUP = re.compile(r"\]\(|\[[A-Za-z]+\]|\{\s*\"|\"\s*:|<[A-Za-z/][^>]{0,20}>|```")
 
 
@@ -27,6 +32,7 @@ class FilterResult:
     kept: bool
     reason: str | None = None
     repairs: Counter = field(default_factory=Counter)
+    leaked: list[str] = field(default_factory=list)  # negative_not_empty: the task mentions the answer named
 
 
 def normalize_text(text: str) -> str:
@@ -94,9 +100,10 @@ def _label_tag(task: TaskSpec) -> re.Pattern:
     return re.compile(r"\((?:" + "|".join(re.escape(n) for n in task.label_names) + r")\)")
 
 
-def _drop_distractors(entities: list[Entity], plan: Plan) -> tuple[list[Entity], int]:
-    """The plan said these terms are not entities; an LLM that labels them anyway is overruled."""
-    banned = {" ".join(d.text.lower().split()) for d in plan.distractors}
+def _drop_distractors(entities: list[Entity], plan: Plan, vocabulary: bool = False) -> tuple[list[Entity], int]:
+    """The plan said these terms are not entities; an LLM that labels them anyway is overruled. `vocabulary`:
+    the shipped vocabulary's terms (plan.negatives) instead of the task's own distractors."""
+    banned = {" ".join(d.text.lower().split()) for d in (plan.negatives if vocabulary else plan.distractors)}
     kept = [e for e in entities if " ".join(e.text.lower().split()) not in banned]
     return kept, len(entities) - len(kept)
 
@@ -126,9 +133,27 @@ def check_example(text: str, entities: list[Entity], task: TaskSpec, plan: Plan)
     entities = repair_entities(text, entities, task, repairs, plan)
     if plan.targets and _targets_hit(entities, plan) == 0:
         return FilterResult(entities, False, "missing_targets", repairs)
+    if not plan.targets and task.recheck_empty and task.kind == "ner":
+        leaked = negative_leaks(text, entities, task)
+        if leaked:
+            return FilterResult(entities, False, NEGATIVE_NOT_EMPTY, repairs, leaked)
     if not plan.targets and entities:
         repairs["unplanned_entities"] += 1
     return FilterResult(entities, True, None, repairs)
+
+
+def negative_leaks(text: str, entities: list[Entity], task: TaskSpec) -> list[str]:
+    """What makes a mention-free sentence not a negative: its labelled mentions, then lexicon terms (3+
+    characters) found as whole words in any case — lexicon completion matches short and all-caps terms
+    case-sensitively, but a sentence planned without a gene should not say "Tp53" either."""
+    leaked = list(dict.fromkeys(e.text for e in entities))
+    lowered = text.lower()
+    for terms in task.lexicon.values():
+        for term in {t.strip() for t in terms if len(t.strip()) >= 3}:
+            if term.lower() in lowered and (m := re.search(r"(?<![\w-])" + re.escape(term) + r"(?![\w-])", text,
+                                                           re.IGNORECASE)):
+                leaked.append(m.group())
+    return list(dict.fromkeys(leaked))
 
 
 def repair_entities(text: str, entities: list[Entity], task: TaskSpec, repairs: Counter,
@@ -151,6 +176,9 @@ def repair_entities(text: str, entities: list[Entity], task: TaskSpec, repairs: 
         entities, dropped = _drop_distractors(entities, plan)
         if dropped:
             repairs["distractor_dropped"] += dropped
+        entities, dropped = _drop_distractors(entities, plan, vocabulary=True)
+        if dropped:
+            repairs["distractor:unlabelled"] += dropped
     entities, added = complete_from_lexicon(text, entities, task)
     if added:
         repairs["lexicon_added"] += added

@@ -49,6 +49,8 @@ class Plan(BaseModel):
     targets: list[Mention] = Field(default_factory=list)
     distractors: list[Mention] = Field(default_factory=list, description="terms to write in but NOT label "
                                        "(label = the distractor group's name)")
+    negatives: list[Mention] = Field(default_factory=list, description="terms from medsynth's shipped "
+                                     "distractor vocabulary to write in but NOT label (label = the group's name)")
     relation: PlannedRelation | None = Field(default=None, description="re tasks only; None for ner")
 
 
@@ -189,7 +191,7 @@ class Planner:
         min_words, max_words = self._words(slot, style)
         return Plan(slot=slot, seed=seed, style=style.name, style_description=style.description,
                     min_words=min_words, max_words=max_words, targets=targets,
-                    distractors=self._distractors(slot, seen))
+                    distractors=self._distractors(slot, seen), negatives=self._negatives(slot, seen, not targets))
 
     def _words(self, slot: int, style: StyleSpec) -> tuple[int, int]:
         return _words_for(style, self.stats, _rng(self.task.registry_name, self.run_seed, slot, "length"))
@@ -207,6 +209,26 @@ class Planner:
         perm = _permutation(task.registry_name, "distractor:" + group.name, tuple(group.terms), self.run_seed)
         term = perm[rng.randrange(len(perm))]
         return [] if term.lower() in taken else [Mention(text=term, label=group.name)]
+
+    def _negatives(self, slot: int, taken: set[str], empty: bool) -> list[Mention]:
+        """One or two vocabulary distractors from different groups, on their own RNG stream (so targets and
+        task distractors plan exactly as without them). A mention-free sentence always gets them: it needs a
+        topic, and one that is not a task entity makes it a real negative."""
+        task = self.task
+        groups = vocabulary_groups(task)
+        if not task.vocabulary_distractors or not groups:
+            return []
+        rng = _rng(task.registry_name, self.run_seed, slot, "vocabulary")
+        if not empty and rng.random() >= task.vocabulary_rate:
+            return []
+        picked: list[Mention] = []
+        for key in rng.sample(sorted(groups), k=min(len(groups), rng.randint(1, 2))):
+            name, terms = groups[key]
+            term = terms[rng.randrange(len(terms))]
+            if term.lower() not in taken:
+                taken.add(term.lower())
+                picked.append(Mention(text=term, label=name))
+        return picked
 
     # -- relation extraction (kind: re) -------------------------------------------------------------------
     def _relation_labels(self, slot: int, rng: random.Random) -> list[str]:
@@ -250,9 +272,41 @@ class Planner:
         return Plan(slot=slot, seed=_llm_seed(self.run_seed, slot), style=style.name,
                     style_description=style.description, min_words=min_words, max_words=max_words,
                     targets=[first, second, *[m for m in extras if m is not None]],
-                    distractors=self._distractors(slot, seen),
+                    distractors=self._distractors(slot, seen), negatives=self._negatives(slot, seen, False),
                     relation=PlannedRelation(relation=name, label=label, head=head, tail=tail,
                                              head_first=head_first))
+
+
+_VOCAB_CACHE: dict[tuple[int, str], dict[str, tuple[str, tuple[str, ...]]]] = {}
+
+
+def vocabulary_groups(task: TaskSpec) -> dict[str, tuple[str, tuple[str, ...]]]:
+    """The vocabulary groups `task` may draw (key -> (shown name, terms)): every shipped group except the
+    excluded ones, each without the terms that are (or contain, as a whole word) the task's own lexicon terms
+    or positive examples — a look-alike must never be something the task labels."""
+    from medsynth.generate.distractors import vocabulary
+
+    key = (id(task), task.registry_name)
+    if key in _VOCAB_CACHE:
+        return _VOCAB_CACHE[key]
+    own = {t.strip().lower() for terms in task.lexicon.values() for t in terms if len(t.strip()) >= 3}
+    own |= {p.strip().lower() for lab in task.labels for p in lab.positive_examples if len(p.strip()) >= 3}
+    excluded = set(task.excluded_distractor_groups())
+    out = {}
+    for gkey, group in vocabulary().items():
+        if gkey in excluded:
+            continue
+        terms = tuple(t for t in group.terms if not (set(_word_grams(t)) & own))
+        if terms:
+            out[gkey] = (group.name, terms)
+    _VOCAB_CACHE[key] = out
+    return out
+
+
+def _word_grams(term: str) -> list[str]:
+    """Every run of whole words in `term`, lower-cased: "insulin receptor" -> insulin, receptor, both."""
+    words = term.lower().split()
+    return [" ".join(words[i:j]) for i in range(len(words)) for j in range(i + 1, len(words) + 1)]
 
 
 def _is_negative(slot: int, fraction: float, phase: float) -> bool:

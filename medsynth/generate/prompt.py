@@ -31,8 +31,18 @@ def _label_block(task: TaskSpec) -> str:
             line += f" Examples: {', '.join(label.positive_examples[:5])}."
         if label.negative_examples:
             line += f" Not {label.name}: {', '.join(label.negative_examples[:5])}."
+        line += _span_convention(label)
         lines.append(line)
     return "\n".join(lines)
+
+
+def _span_convention(label) -> str:
+    """The label's boundary rule and example spans (from a labelled reference); "" when it has none, so the
+    prompts of tasks without them are unchanged."""
+    text = f" {label.span_guideline.strip()}" if label.span_guideline.strip() else ""
+    if label.span_examples:
+        text += f" Example spans: {', '.join(f'[{s}]' for s in label.span_examples[:6])}."
+    return text
 
 
 def _format_block(task: TaskSpec, fmt: OutputFormat) -> str:
@@ -115,7 +125,27 @@ def user_prompt(plan: Plan) -> str:
         need = "It must not mention any entity of the listed types."
     style = plan.style_description.strip().rstrip(".")
     need += _relation_need(plan)  # "" for NER plans: their prompts (and cache keys) are unchanged
-    return f"Write ONE sentence of {plan.min_words} to {plan.max_words} words. Style: {style}. {need}{_distract(plan)}"
+    return (f"Write ONE sentence of {plan.min_words} to {plan.max_words} words. Style: {style}. "
+            f"{need}{_distract(plan)}{_negatives(plan)}")
+
+
+def _negatives(plan: Plan) -> str:
+    """Vocabulary distractors: "" without them, so prompts (and cache keys) of tasks that do not draw them
+    are unchanged."""
+    if not plan.negatives:
+        return ""
+    terms = "; ".join(f"\"{d.text}\" ({d.label})" for d in plan.negatives)
+    if len(plan.negatives) == 1:
+        return f" Also mention {terms} in the sentence; it is NOT one of the listed entity types: do not label it."
+    return (f" Also mention {terms} in the sentence; these are NOT entities of the listed types: do not label "
+            "them.")
+
+
+def reask_prompt(plan: Plan, leaked: list[str]) -> str:
+    """The user message for the one re-ask of a mention-free plan whose answer named a task entity."""
+    named = ", ".join(f"\"{t}\"" for t in leaked[:5])
+    return (f"{user_prompt(plan)} A previous attempt named {named}, which is an entity of the listed types. "
+            "Write a different sentence that names NO entity of the listed types at all, and label none.")
 
 
 def _distract(plan: Plan) -> str:
@@ -126,10 +156,12 @@ def _distract(plan: Plan) -> str:
     return f" Also mention {terms}, which is NOT an entity of the listed types: do not list it in entities."
 
 
-def messages(task: TaskSpec, plan: Plan, fmt: OutputFormat = "json") -> list[dict]:
+def messages(task: TaskSpec, plan: Plan, fmt: OutputFormat = "json", leaked: list[str] | None = None
+             ) -> list[dict]:
+    """The chat messages for one plan; with `leaked`, the re-ask of a mention-free plan (see build.py)."""
     return [
         {"role": "system", "content": system_prompt(task, fmt)},
-        {"role": "user", "content": user_prompt(plan)},
+        {"role": "user", "content": reask_prompt(plan, leaked) if leaked else user_prompt(plan)},
     ]
 
 

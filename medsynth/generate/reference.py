@@ -8,14 +8,15 @@ planner's `PlanStats`. Only these numbers leave this module: no reference text i
 plan or the dataset card.
 
 Unlabelled references (.txt, .jsonl without "entities") give lengths only; labelled ones (a corpus name, an
-IOB file, a .jsonl of examples) give all three. A bare corpus name means its train split here, so the test
+IOB file, a .jsonl of examples) give all three, and (unless the task sets `span_conventions: false`) the
+span boundary conventions of each label (`medsynth.generate.conventions`: counts and boundary words only). A bare corpus name means its train split here, so the test
 split is not looked at unless asked for (`ncbi-disease:test`).
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from medsynth.errors import MedsynthError
@@ -34,6 +35,7 @@ class ReferenceStats:
     texts: int
     labelled: bool
     stats: PlanStats
+    conventions: dict = field(default_factory=dict)  # label -> span conventions (labelled, task.span_conventions)
 
     def card_summary(self) -> dict:
         """Numbers only (no text): the reference's name and size, and the distributions the planner follows."""
@@ -104,6 +106,11 @@ def plan_stats_from(name: str, texts: list[str], examples: list | None, task: Ta
         stats.mentions_weights = _shares(Counter(len(labels) for labels in per_text))
         label_counts = Counter(lab for labels in per_text for lab in labels)
         stats.label_weights = _shares(label_counts) if label_counts else None
+        if task.span_conventions:
+            from medsynth.generate.conventions import derive_conventions
+
+            conventions = derive_conventions(examples, mapping, task)
+            return ReferenceStats(name, len(texts), True, stats, conventions)
     return ReferenceStats(name, len(texts), examples is not None, stats)
 
 

@@ -4,9 +4,11 @@ A task's guidelines say which words belong inside a span ("hereditary", "autosom
 and which never start one ("severe"). The LLM reads those guidelines but does not always follow them: in the
 reference-matched NCBI-disease run 39 of 95 inheritance modifiers sit just outside the Disease span
 (`benchmarks/results/label-conventions.md`), and the trained model then stops short of the corpus's spans. A
-label's `span_include` and `span_exclude` lists (`medsynth.spec.LabelSpec`) turn those rules into a
-deterministic repair: a span is extended left over an included word that directly precedes it, and trimmed past
-an excluded word it starts with. Only boundaries move: no text changes, no entity is added or dropped, and
+label's `span_include`, `span_include_after` and `span_exclude` lists (`medsynth.spec.LabelSpec`, written in
+the task file or derived from a labelled `--reference` by `medsynth.generate.conventions`) turn those rules into
+a deterministic repair: a span is extended left over an included word that directly precedes it, right over an
+included word that directly follows it ("leptin" -> "leptin receptor"), and trimmed past an excluded word it
+starts with. Only boundaries move: no text changes, no entity is added or dropped, and
 relation indices stay valid.
 """
 
@@ -32,6 +34,12 @@ def _before(words: Sequence[str]) -> re.Pattern | None:
     return re.compile(rf"(?<![\w-]){alts}\s+$", re.IGNORECASE) if alts else None
 
 
+def _following(words: Sequence[str]) -> re.Pattern | None:
+    """Matches whitespace, then one of `words` as a whole word, directly after a span."""
+    alts = _alternation(words)
+    return re.compile(rf"\s+{alts}(?![\w-])", re.IGNORECASE) if alts else None
+
+
 def _leading(words: Sequence[str]) -> re.Pattern | None:
     """Matches one of `words` as whole words at the start of a span, then whitespace."""
     alts = _alternation(words)
@@ -51,6 +59,13 @@ def _extend(text: str, e: Entity, pattern: re.Pattern, others: Sequence[Entity])
     return start
 
 
+def _extend_right(text: str, end: int, pattern: re.Pattern, others: Sequence[Entity]) -> int:
+    """New end after extending right over included words, repeatedly ("SH2 domain" -> never past a neighbour)."""
+    while (m := pattern.match(text, end)) and _free(end, m.end(), others):
+        end = m.end()
+    return end
+
+
 def _trim(text: str, start: int, end: int, pattern: re.Pattern) -> int:
     """New start after dropping excluded leading words; never empties the span."""
     while (m := pattern.match(text, start, end)) and m.end() < end:
@@ -62,7 +77,10 @@ def apply_span_rules(examples: Sequence[Example], task: TaskSpec) -> tuple[list[
     """Copies of `examples` with boundaries moved by the task's span rules, and counts of what moved."""
     include = {lab.name: _before(lab.span_include) for lab in task.labels}
     exclude = {lab.name: _leading(lab.span_exclude) for lab in task.labels}
+    after = {lab.name: _following(lab.span_include_after) for lab in task.labels}
     counts = {"span_extended": 0, "span_trimmed": 0, "examples_changed": 0}
+    if any(after.values()):  # only then: the counts of runs without such rules keep their old keys
+        counts["span_extended_right"] = 0
     out: list[Example] = []
     for ex in examples:
         entities, moved = list(ex.entities), 0
@@ -75,9 +93,13 @@ def apply_span_rules(examples: Sequence[Example], task: TaskSpec) -> tuple[list[
                 trimmed = _trim(ex.text, start, e.end, exclude[e.label])
                 counts["span_trimmed"] += trimmed > start
                 start = trimmed
-            if start != e.start:
+            end = e.end
+            if after.get(e.label) is not None:
+                end = _extend_right(ex.text, e.end, after[e.label], entities[:i] + entities[i + 1:])
+                counts["span_extended_right"] += end > e.end
+            if start != e.start or end != e.end:
                 moved += 1
-                entities[i] = e.model_copy(update={"start": start, "text": ex.text[start:e.end]})
+                entities[i] = e.model_copy(update={"start": start, "end": end, "text": ex.text[start:end]})
         if moved:
             counts["examples_changed"] += 1
             ex = ex.model_copy(update={"entities": entities, "meta": {**ex.meta, SPAN_RULES: moved}})
