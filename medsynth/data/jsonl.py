@@ -24,8 +24,9 @@ def decode_utf8(path: str | Path, raw: bytes, bom: bool = False) -> str:
                             value=raw[err.start : err.end]) from None
 
 
-def read_utf8(path: str | Path, what: str = "file") -> str:
-    """The whole text of a UTF-8 file; missing, unreadable or not UTF-8 is one error naming `what` / FILE:LINE."""
+def read_utf8(path: str | Path, what: str = "file", bom: bool = False) -> str:
+    """The whole text of a UTF-8 file (with `bom`, a leading byte-order mark dropped); missing, unreadable or not
+    UTF-8 is one error naming `what` / FILE:LINE."""
     p = Path(path)
     if not p.is_file():
         raise MedsynthError(f"{what} not found", where=str(p))
@@ -33,7 +34,7 @@ def read_utf8(path: str | Path, what: str = "file") -> str:
         raw = p.read_bytes()
     except OSError as err:
         raise MedsynthError(f"cannot read {what} ({err.strerror or type(err).__name__})", where=str(p)) from None
-    return decode_utf8(p, raw)
+    return decode_utf8(p, raw, bom=bom)
 
 
 def json_lines(path: str | Path, what: str = "file", keys: tuple[str, ...] = ()) -> Iterator[tuple[str, dict]]:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from medsynth.errors import MedsynthError
+from medsynth.data.jsonl import decode_utf8, read_utf8
 
 SPLITS = ("train", "devel", "test")
 # The MTL files call the development split "devel"; users type "dev" or "validation" as well.
@@ -40,23 +41,12 @@ def canonical_split(split: str) -> str | None:
 
 def decode(path: Path, raw: bytes) -> str:
     """UTF-8 text of a corpus file; a BOM is dropped (it would glue itself to the first token)."""
-    try:
-        return raw.decode("utf-8-sig")
-    except UnicodeDecodeError as err:
-        line = raw.count(b"\n", 0, err.start) + 1
-        bad = raw[err.start : max(err.end, err.start + 1)]
-        raise MedsynthError(f"not UTF-8 text ({err.reason})", where=f"{path}:{line}", value=bad) from None
+    return decode_utf8(path, raw, bom=True)
 
 
 def read_text(path: Path, what: str = "file") -> str:
-    """The decoded text of a corpus file; missing or unreadable is one error naming the file."""
-    if not path.is_file():
-        raise MedsynthError(f"{what} not found", where=str(path))
-    try:
-        raw = path.read_bytes()
-    except OSError as err:
-        raise MedsynthError(f"cannot read {what}: {err.strerror or err}", where=str(path)) from None
-    return decode(path, raw)
+    """The decoded text of a corpus file (BOM dropped); missing or unreadable is one error naming the file."""
+    return read_utf8(path, what, bom=True)
 
 
 def entity_types(tags: list[str]) -> set[str]:

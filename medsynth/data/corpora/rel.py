@@ -38,7 +38,8 @@ from typing import Any, Iterable
 
 from pydantic import ValidationError
 
-from medsynth.data.corpora.ner import _decode, resolve_data_dir
+from medsynth.data.corpora.base import read_text
+from medsynth.data.corpora.ner import resolve_data_dir
 from medsynth.errors import MedsynthError
 from medsynth.data.jsonl import write_jsonl
 from medsynth.records import NO_RELATION, Entity, RelPair
@@ -92,13 +93,7 @@ def _split(name: str, split: str) -> str:
 
 
 def _read_text(path: Path) -> str:
-    if not path.is_file():
-        raise MedsynthError("file not found (is the data directory complete?)", where=str(path))
-    try:
-        raw = path.read_bytes()
-    except OSError as err:
-        raise MedsynthError(f"cannot read file: {err.strerror or err}", where=str(path)) from None
-    return _decode(path, raw)
+    return read_text(path, "file (is the data directory complete?)")
 
 
 def _lines(path: Path) -> Iterable[tuple[int, str]]:
