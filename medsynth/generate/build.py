@@ -11,10 +11,11 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -32,7 +33,7 @@ from medsynth.quality.curate import CurateConfig, curate
 from medsynth.generate.relate import relate
 from medsynth.generate.slots import Outcome, run_slots
 from medsynth.spec import TaskSpec
-from medsynth.data.store import RunStore
+from medsynth.data.store import DirLock, RunStore
 from medsynth.records import Example
 
 
@@ -292,11 +293,27 @@ def export_existing(cfg: BuildConfig, source: Path | None = None) -> dict:
     see a consistent snapshot while a build is still writing): this is how learning-curve subsets (the first
     250, 500, … examples) are cut from one long run.
     """
-    with RunStore(source or cfg.out, lock=source is None) as store:
+    same = source is None or Path(source).resolve() == Path(cfg.out).resolve()
+    with RunStore(source or cfg.out, lock=same) as store, _out_lock(cfg.out, held=same):
+        if "task" not in store.identity():
+            raise MedsynthError("the run store holds no run (empty, or not made by `medsynth build`)",
+                                where=str(store.path))
         if cfg.annotate is None and store.count_examples() < cfg.n:
             raise MedsynthError(f"the run holds {store.count_examples()} kept examples, fewer than --n {cfg.n}",
                                 where=str(store.path))
         return finish(store, cfg, store.identity(), {"seconds": 0.0}, {"llm_calls": 0, "cache_hits": 0})
+
+
+@contextmanager
+def _out_lock(out: Path, held: bool) -> Iterator[None]:
+    """The output folder's lock for an export into another folder than the run's (`export --run R --out U`):
+    the same lock a build takes, so two writers never mix their sets in U."""
+    if held:
+        yield
+        return
+    Path(out).mkdir(parents=True, exist_ok=True)
+    with DirLock(Path(out)):
+        yield
 
 
 def run_build(cfg: BuildConfig, client: LLMClient, model_name: str,
