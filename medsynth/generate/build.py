@@ -125,6 +125,15 @@ def _plan_meta(plan: Plan) -> dict:
     return meta
 
 
+def _failed_or_refused(slot: int, resp) -> Outcome:
+    """A request without answer: a failure (retried later; a run of them may restart the server), or, when the
+    server refused the request itself (HTTP 4xx: context exceeded, payload too large), a counted rejection —
+    the same request would fail the same way forever, and restarting the server would not help."""
+    if resp.refused:
+        return Outcome(slot, "rejected", f"request_refused:{resp.status}")
+    return Outcome(slot, "failed", error=resp.error or "no response")
+
+
 class Builder:
     """Runs one build against an LLM client; `on_endpoint_failure` may restart a dead local server."""
 
@@ -158,7 +167,7 @@ class Builder:
         assert self.annotator is not None
         resp, src, labelled = await self.annotator.label(self.client, slot)
         if labelled is None:
-            return Outcome(slot, "failed", error=resp.error or "no response")
+            return _failed_or_refused(slot, resp)
         out = Outcome(slot, "rejected" if labelled.reason else "kept", labelled.reason, repairs=labelled.repairs,
                       prompt_tokens=resp.prompt_tokens, completion_tokens=resp.completion_tokens)
         if labelled.reason is None:
@@ -184,7 +193,7 @@ class Builder:
             seed=plan.seed, temperature=cfg.temperature, max_tokens=cfg.max_tokens,
         )
         if resp.text is None:
-            return Outcome(slot, "failed", error=resp.error or "no response")
+            return _failed_or_refused(slot, resp)
         ann = annotate(resp.text, cfg.task, plan, cfg.format, cfg.fuzzy_threshold)
         text, entities, repairs, reason = ann.text, ann.entities, ann.repairs, ann.reason
         out = Outcome(slot, "rejected" if reason else "kept", reason, repairs=repairs,

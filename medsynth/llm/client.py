@@ -113,6 +113,14 @@ class LLMResponse:
     cached: bool
     error: str | None = None  # one-line reason when text is None
     mode: str = ""  # structured mode actually used ("" when no schema was asked for)
+    status: int | None = None  # HTTP status of a request the server refused (not retried), else None
+
+    @property
+    def refused(self) -> bool:
+        """The server refused this request itself (a 4xx such as 400 context exceeded, 413, 422): asking again,
+        or restarting the server, gives the same answer, so callers count it as a rejection, not a failure."""
+        return self.text is None and self.status is not None and 400 <= self.status < 500 \
+            and self.status not in (408, 429)
 
 
 @dataclass
@@ -345,10 +353,10 @@ class LLMClient:
                                 where=self._public())
         return self._failed(f"gave up after {attempts} attempts: {retry.reason}: {retry.detail}", mode)
 
-    def _failed(self, reason: str, mode: str) -> LLMResponse:
+    def _failed(self, reason: str, mode: str, status: int | None = None) -> LLMResponse:
         self.stats.errors += 1
         return LLMResponse(text=None, prompt_tokens=0, completion_tokens=0, cached=False, error=_one_line(reason),
-                           mode=mode)
+                           mode=mode, status=status)
 
     def _classify_status(self, exc: openai.APIStatusError, mode: str) -> _Retry | LLMResponse:
         """Retry, fail this request, or raise EndpointError for an HTTP error status."""
@@ -365,7 +373,7 @@ class LLMClient:
             return _Retry("429", detail, _retry_after(exc))
         if status in RETRYABLE_STATUS:
             return _Retry(str(status), detail)
-        return self._failed(detail, mode)
+        return self._failed(detail, mode, status)
 
     def _backoff(self, attempt: int) -> float:
         """Exponential backoff with jitter, so parallel workers do not retry in lockstep."""
