@@ -192,6 +192,8 @@ def parse_task(data: object, where: str) -> TaskSpec:
     except ValidationError as err:
         field, msg, value = _first_error(err)
         shown = value if isinstance(value, (str, int, float, bool)) or value is None else type(value).__name__
+        if isinstance(value, (list, tuple)) and len(repr(value)) <= 40:
+            shown = list(value)  # a short pair such as mentions_per_sentence [0, 0] is the value itself
         if field == "(top level)" or msg == "Field required":
             shown = None  # the "value" would be the whole mapping; the message names the key and value itself
         raise MedsynthError(msg, where=where, field=field, value=shown) from None

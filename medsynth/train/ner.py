@@ -87,7 +87,8 @@ def load_pretrained(auto_class: Any, name: str, labels: list[str], fast_needed_f
         with quiet_transformers():
             tokenizer = AutoTokenizer.from_pretrained(where, local_files_only=local)
             model = auto_class.from_pretrained(
-                where, num_labels=len(labels), id2label=id2label, label2id=label2id, local_files_only=local
+                where, num_labels=len(labels), id2label=id2label, label2id=label2id, local_files_only=local,
+                use_safetensors=True,  # never unpickle a downloaded or user-given .bin (code execution)
             )
     except (OSError, ValueError) as err:
         raise MedsynthError(
