@@ -61,7 +61,6 @@ def test_a_wedging_answer_is_one_counted_rejection_and_its_replay_too(tmp_path, 
     argv = ["build", "ner", "--n", "5", "--out", str(out), "--model", "double-model", "--no-progress"]
     with LLMDouble(responder) as double:
         assert main([*argv, "--base-url", double.base_url]) == 0
-        first_calls = double.chat_calls
         stats = _json.loads((out / "stats.json").read_text())
         assert stats["rejections"].get("parse:too_deep") == 1 and stats["rejections"].get("parse:too_large") == 1
         # The same requests into a fresh folder: the nested answer replays from the cache (and is rejected
