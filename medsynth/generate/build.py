@@ -125,13 +125,10 @@ def _plan_meta(plan: Plan) -> dict:
     return meta
 
 
-def _failed_or_refused(slot: int, resp) -> Outcome:
-    """A request without answer: a failure (retried later; a run of them may restart the server), or, when the
-    server refused the request itself (HTTP 4xx: context exceeded, payload too large), a counted rejection —
-    the same request would fail the same way forever, and restarting the server would not help."""
-    if resp.refused:
-        return Outcome(slot, "rejected", f"request_refused:{resp.status}")
-    return Outcome(slot, "failed", error=resp.error or "no response")
+def _refused(slot: int, resp) -> Outcome:
+    """Annotate mode: the server refused this text's request itself (HTTP 4xx, e.g. context exceeded). Asking
+    again or restarting the server gives the same answer, so it is a counted rejection and the run goes on."""
+    return Outcome(slot, "rejected", f"request_refused:{resp.status}")
 
 
 class Builder:
@@ -143,6 +140,7 @@ class Builder:
         self.client = client
         self.model_name = model_name
         self.on_endpoint_failure = on_endpoint_failure
+        self._last_refused = False  # the latest failed request was refused by the server (HTTP 4xx)
         if cfg.task.kind == "re" and cfg.format != "json":
             raise MedsynthError("relation tasks need the json output format (inline markup has no relations)",
                                 field="format", value=cfg.format)
@@ -167,7 +165,7 @@ class Builder:
         assert self.annotator is not None
         resp, src, labelled = await self.annotator.label(self.client, slot)
         if labelled is None:
-            return _failed_or_refused(slot, resp)
+            return _refused(slot, resp) if resp.refused else self._failed(slot, resp)
         out = Outcome(slot, "rejected" if labelled.reason else "kept", labelled.reason, repairs=labelled.repairs,
                       prompt_tokens=resp.prompt_tokens, completion_tokens=resp.completion_tokens)
         if labelled.reason is None:
@@ -193,7 +191,7 @@ class Builder:
             seed=plan.seed, temperature=cfg.temperature, max_tokens=cfg.max_tokens,
         )
         if resp.text is None:
-            return _failed_or_refused(slot, resp)
+            return self._failed(slot, resp)
         ann = annotate(resp.text, cfg.task, plan, cfg.format, cfg.fuzzy_threshold)
         text, entities, repairs, reason = ann.text, ann.entities, ann.repairs, ann.reason
         out = Outcome(slot, "rejected" if reason else "kept", reason, repairs=repairs,
@@ -213,11 +211,22 @@ class Builder:
                 out.norm = normalize_text(text)
         return out
 
+    def _failed(self, slot: int, resp) -> Outcome:
+        self._last_refused = resp.refused
+        return Outcome(slot, "failed", error=resp.error or "no response")
+
+    def _endpoint_failed(self) -> bool:
+        """After a run of failed requests: restart a dead local server, unless the server refused the requests
+        itself (HTTP 4xx: a restart cannot fix the request; the run stops with the server's message)."""
+        if self._last_refused or self.on_endpoint_failure is None:
+            return False
+        return self.on_endpoint_failure()
+
     async def run(self, store: RunStore) -> dict:
         """Run slots until n examples are kept; annotate mode until every text slot is done (a rejected text
         does not make another text appear), which `slot_limit` bounds."""
         return await run_slots(self.cfg, self.client, store, self.run_slot, desc=f"build {self.cfg.task.name}",
-                               unit="ex", noun="examples", on_endpoint_failure=self.on_endpoint_failure,
+                               unit="ex", noun="examples", on_endpoint_failure=self._endpoint_failed,
                                slot_limit=self.slot_limit)
 
 

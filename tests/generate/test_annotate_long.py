@@ -62,3 +62,24 @@ def test_a_refused_request_is_a_rejection_not_a_server_restart(cache_env, tmp_pa
         assert double.chat_calls == 10  # one request per text: no retries, no restarts
     stats = json.loads((tmp_path / "out" / "stats.json").read_text())
     assert stats["rejections"] == {"request_refused:400": 10}
+
+
+def test_generation_refused_by_the_server_never_restarts_it(cache_env, tmp_path):
+    """HTTP 400 on every generation request: the run stops with the server's message after
+    max_endpoint_failures, and the restart hook (the embedded server's) is never called."""
+    import pytest
+
+    from medsynth.errors import EndpointError
+    from medsynth.generate.build import BuildConfig, run_build
+    from medsynth.llm import LLMClient, LLMConfig
+    from medsynth.spec import get_task
+
+    restarts: list[int] = []
+    with LLMDouble(lambda r: Fault.http(400, "prompt exceeds the context window")) as double:
+        client = LLMClient(LLMConfig(base_url=double.base_url, model="m", timeout=5, structured="plain"))
+        cfg = BuildConfig(task=get_task("ner"), n=2, out=tmp_path / "out", progress=False)
+        with pytest.raises(EndpointError, match="HTTP 400: prompt exceeds the context window"):
+            run_build(cfg, client, "m", on_endpoint_failure=lambda: restarts.append(1) or True)
+        client.close()
+        assert double.chat_calls == cfg.max_endpoint_failures  # no retries of a refused request
+    assert restarts == []
