@@ -43,9 +43,16 @@ def write_marker(folder: Path) -> None:
 
 
 def is_ours(folder: Path) -> bool:
-    """A folder medsynth made: it holds our marker or a run store."""
+    """A folder medsynth made: it holds our marker, a run store, or (exports made before the marker existed)
+    a dataset card written by medsynth."""
     folder = Path(folder)
-    return (folder / MARKER).is_file() or (folder / "store.sqlite").is_file()
+    if (folder / MARKER).is_file() or (folder / "store.sqlite").is_file():
+        return True
+    try:
+        with (folder / "README.md").open("rb") as fh:
+            return fh.read(64).startswith(b"# medsynth dataset:")
+    except OSError:
+        return False
 
 
 def check_out_dir(out: Path, force: bool = False, option: str = "--out") -> None:

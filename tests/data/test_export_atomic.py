@@ -158,6 +158,18 @@ def test_build_and_export_refuse_a_foreign_folder_without_force(tmp_path, capsys
     assert (user / "README.md").read_text() == "my notes\n" and (run / MARKER).is_file()
 
 
+def test_an_export_made_before_the_marker_is_still_ours(tmp_path):
+    from medsynth.data.store import check_out_dir
+
+    old = tmp_path / "subset"
+    _export(old, 12)
+    (old / MARKER).unlink()
+    check_out_dir(old)  # README.md is our dataset card: no --force needed
+    (old / "README.md").write_text("# my project\n")
+    with pytest.raises(Exception, match="not a medsynth run"):
+        check_out_dir(old)
+
+
 def test_out_is_a_file_or_under_a_file(tmp_path, capsys):
     f = tmp_path / "afile"
     f.write_text("x")
