@@ -162,10 +162,20 @@ class TaskSpec(BaseModel):
                     raise ValueError(f"relation {rel.name!r} {side} {getattr(rel, side)!r} is not a defined label")
         if self.kind == "re" and not self.relations:
             raise ValueError("kind 're' needs at least one relation")
-        lo, hi = self.mentions_per_sentence
-        if not 0 <= lo <= hi <= 12:
-            raise ValueError(f"mentions_per_sentence {self.mentions_per_sentence} must satisfy 0 <= min <= max <= 12")
         return self
+
+    @field_validator("mentions_per_sentence")
+    @classmethod
+    def _mention_range(cls, value: tuple[int, int]) -> tuple[int, int]:
+        """Checked here, not when the planner first draws (after the LLM started): [0, 0] leaves no count for
+        a sentence that should hold mentions (empty sentences come from empty_fraction instead)."""
+        lo, hi = value
+        if not 0 <= lo <= hi <= 12:
+            raise ValueError(f"mentions_per_sentence {list(value)} must satisfy 0 <= min <= max <= 12")
+        if hi < 1:
+            raise ValueError(f"mentions_per_sentence {list(value)} must allow at least one mention (max >= 1); "
+                             "sentences without mentions come from empty_fraction")
+        return value
 
     @property
     def registry_name(self) -> str:
@@ -217,9 +227,13 @@ def parse_task(data: object, where: str) -> TaskSpec:
         raise MedsynthError("a task file must hold a mapping at top level", where=where, value=type(data).__name__)
     try:
         return TaskSpec.model_validate(data)
+    except RecursionError:
+        raise MedsynthError("task is nested too deeply", where=where) from None
     except ValidationError as err:
         field, msg, value = _first_error(err)
         shown = value if isinstance(value, (str, int, float, bool)) or value is None else type(value).__name__
+        if isinstance(value, (list, tuple)) and len(repr(value)) <= 40:
+            shown = list(value)  # a short pair such as mentions_per_sentence [0, 0] is the value itself
         if field == "(top level)" or msg == "Field required":
             shown = None  # the "value" would be the whole mapping; the message names the key and value itself
         raise MedsynthError(msg, where=where, field=field, value=shown) from None
@@ -237,6 +251,8 @@ def load_task_file(path: str | Path) -> TaskSpec:
                             value=err.object[err.start : err.end]) from None
     try:
         data = json.loads(raw) if path.suffix == ".json" else yaml.safe_load(raw)
+    except RecursionError:
+        raise MedsynthError("cannot parse task file: nested too deeply", where=str(path)) from None
     except (yaml.YAMLError, json.JSONDecodeError) as err:
         line = getattr(getattr(err, "problem_mark", None), "line", getattr(err, "lineno", None))
         where = f"{path}:{line + 1 if isinstance(line, int) and not isinstance(err, json.JSONDecodeError) else line}"

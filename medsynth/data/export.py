@@ -1,8 +1,13 @@
 """Exports derived from the run store: JSONL, a HF DatasetDict, CoNLL BIO, spaCy DocBin, a dataset card, stats.
 
 Everything here is a pure function of the kept examples (plus the run's counters), so exports can be rebuilt
-at any time and a re-run that changes nothing writes byte-identical files. Files are written to a temporary
-name and renamed, so an interrupted export never leaves a half-written file behind.
+at any time and a re-run that changes nothing writes byte-identical files.
+
+An export is one set (data.jsonl, hf/, conll/, spacy/, brat/, pairs.jsonl, README.md, stats.json, quality.json)
+that must agree on its examples. So the whole set is written into a staging folder `OUT/.export-<pid>/`, marked
+complete, and only then renamed into place path by path; a reader never sees a half-written file, and a kill
+before the swap leaves the old set untouched. A kill during the swap (a few renames) leaves a complete staging
+folder that the next export into OUT finishes first (`recover_exports`), so the set is never left mixed.
 """
 
 from __future__ import annotations
@@ -22,6 +27,10 @@ from medsynth.data.tokens import Token, spans_to_bio, tokenize
 from medsynth.records import DERIVED_FROM, NO_RELATION, Example, RelPair
 
 SPLITS = ("train", "validation")
+# Every path an export owns in its folder, in the order they are swapped in.
+DERIVED = ("data.jsonl", "hf", "conll", "spacy", "brat", "pairs.jsonl", "quality.json", "stats.json", "README.md")
+STAGE_PREFIX = ".export-"
+COMPLETE = ".complete"  # written last into a staging folder: its content names the paths of the new set
 
 
 def bio_labels(labels: list[str]) -> list[str]:
@@ -416,8 +425,66 @@ def _endpoints_md(stats: dict) -> str:
 
 
 def export_all(out_dir: Path, examples: list[Example], task: TaskSpec, identity: dict, totals: dict,
-               stats: dict, quality_dir: Path | None = None) -> None:
-    """Write every export for exactly `examples` (the first n kept, in slot order)."""
+               stats: dict, quality_dir: Path | None = None, _before_swap=None) -> None:
+    """Write every export for exactly `examples` (the first n kept, in slot order), as one set swapped in
+    whole (see the module doc). The caller holds OUT's lock (build and export take `DirLock`)."""
+    from medsynth.data.store import write_marker
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    recover_exports(out_dir)
+    stage = out_dir / f"{STAGE_PREFIX}{os.getpid()}"
+    shutil.rmtree(stage, ignore_errors=True)
+    stage.mkdir()
+    old_quality = out_dir / "quality.json"
+    if old_quality.is_file():  # judge / report results and other keys carry over into the new set
+        shutil.copyfile(old_quality, stage / "quality.json")
+    _write_set(stage, examples, task, identity, totals, stats, quality_dir or out_dir)
+    names = [name for name in DERIVED if (stage / name).exists()]
+    _atomic_write(stage / COMPLETE, json.dumps(names) + "\n")
+    if _before_swap is not None:  # tests: simulate a kill between the staged set and the swap
+        _before_swap(stage)
+    _swap_in(stage, out_dir)
+    write_marker(out_dir)
+
+
+def _swap_in(stage: Path, out_dir: Path) -> None:
+    """Rename a complete staged set into place; idempotent, so recovery after a kill can run it again.
+    A path the new set does not have (pairs.jsonl after an NER re-export) is moved out too: a stale file
+    would disagree with the rest on the count."""
+    names = json.loads((stage / COMPLETE).read_text(encoding="utf-8"))
+    trash = stage / ".old"
+    trash.mkdir(exist_ok=True)
+    for name in DERIVED:
+        new, target = stage / name, out_dir / name
+        if name in names and not new.exists():
+            continue  # swapped in before an interruption
+        if new.is_file() and not target.is_dir():
+            os.replace(new, target)  # atomic for files: the old one is there until the new one is
+            continue
+        if target.exists() or target.is_symlink():
+            os.replace(target, trash / name)
+        if name in names:
+            os.replace(new, target)
+    shutil.rmtree(stage, ignore_errors=True)
+
+
+def recover_exports(out_dir: Path) -> None:
+    """Finish or discard what an interrupted export left in `out_dir`: a complete staging folder is swapped
+    in (it was interrupted mid-swap, so part of the new set is already in place), an incomplete one deleted.
+    Only our own dead staging folders are touched: the caller holds the folder lock."""
+    for stage in sorted(Path(out_dir).glob(f"{STAGE_PREFIX}*")):
+        if not stage.is_dir():
+            continue
+        if (stage / COMPLETE).is_file():
+            _swap_in(stage, Path(out_dir))
+        else:
+            shutil.rmtree(stage, ignore_errors=True)
+
+
+def _write_set(out_dir: Path, examples: list[Example], task: TaskSpec, identity: dict, totals: dict,
+               stats: dict, quality_dir: Path) -> None:
+    """The export set itself, written into `out_dir` (the staging folder)."""
     parts = _split(examples)
     desc = describe(examples, task.label_names)
     relational = task.kind == "re"
@@ -431,7 +498,7 @@ def export_all(out_dir: Path, examples: list[Example], task: TaskSpec, identity:
     write_conll(parts, out_dir / "conll")
     write_spacy(parts, out_dir / "spacy")
     sizes = {s: len(v) for s, v in parts.items()}
-    quality = quality_report(examples, task, out_dir, quality_dir, stats.get("curation"))
+    quality = quality_report(examples, task, out_dir, None, stats.get("curation"), read_from=quality_dir)
     _atomic_write(out_dir / "README.md", card(task, identity, desc, totals, sizes) + _endpoints_md(stats) + "\n"
                   + quality["card"])
     _atomic_write(out_dir / "stats.json", json.dumps({**stats, "dataset": desc, "splits": sizes,
@@ -439,7 +506,7 @@ def export_all(out_dir: Path, examples: list[Example], task: TaskSpec, identity:
 
 
 def quality_report(examples: list[Example], task: TaskSpec, out_dir: Path, quality_dir: Path | None,
-                   curation: dict | None) -> dict:
+                   curation: dict | None, read_from: Path | None = None) -> dict:
     """The card's data-quality section and quality.json: dedup, diversity, privacy and contamination against
     the benchmark test splits (when ../shared/data or MEDSYNTH_DATA_DIR is there), plus the judge and fidelity
     numbers a run's earlier `judge` / `report` passes left in quality.json."""
@@ -454,7 +521,7 @@ def quality_report(examples: list[Example], task: TaskSpec, out_dir: Path, quali
     if curation:
         summary["curation"] = curation
     extra: dict = {}
-    for folder in dict.fromkeys(p for p in (quality_dir, out_dir) if p is not None):
+    for folder in dict.fromkeys(p for p in (quality_dir, read_from, out_dir) if p is not None):
         path = Path(folder) / QUALITY_FILE
         if path.is_file():
             try:

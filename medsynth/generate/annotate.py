@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +40,13 @@ from medsynth.evaluate.zeroshot import mentions_from_answer, zero_shot_messages,
 
 PROMPT_VERSION = "annotate.v1"
 SOURCE = "annotate"
+# A text longer than this is labelled in sentence windows of at most WINDOW_CHARS (a 1 MB line in one prompt
+# exceeds any context: HTTP 400 on every retry). ~2,000 characters ≈ 500 tokens leaves room in a 4,096-token
+# context for the prompt and the answer. Beyond MAX_WINDOWS windows a text is rejected (counted, naming its line):
+# it is a document, not a text, and would cost hundreds of requests for one slot.
+WINDOW_CHARS = 2000
+MAX_WINDOWS = 32
+_SENTENCE_END = re.compile(r"(?<=[.!?;])\s+|\n+")
 
 
 @dataclass(frozen=True)
@@ -85,7 +93,7 @@ def _jsonl_texts(path: Path, content: str) -> list[SourceText]:
             continue
         try:
             obj = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: 100,000 nested brackets
             raise MedsynthError("line is not JSON", where=f"{path}:{i}", value=line[:60]) from None
         if not isinstance(obj, dict) or "text" not in obj:
             raise MedsynthError('expected an object with a "text" field', where=f"{path}:{i}", field="text")
@@ -144,6 +152,25 @@ def label_text(raw: str | None, text: str, task: TaskSpec, fuzzy: float = 0.85) 
     return Labelled(checked.entities, repairs, None)
 
 
+def windows(text: str, size: int = WINDOW_CHARS) -> list[tuple[int, int]]:
+    """(start, end) character windows covering `text`, cut after sentence ends so no mention is split, each at
+    most `size` long (a sentence longer than that is cut at the last space, else hard)."""
+    out: list[tuple[int, int]] = []
+    start = 0
+    while start < len(text):
+        if len(text) - start <= size:
+            out.append((start, len(text)))
+            break
+        limit = start + size
+        cuts = [m.end() for m in _SENTENCE_END.finditer(text, start, limit) if m.end() > start]
+        end = cuts[-1] if cuts else (text.rfind(" ", start + 1, limit) + 1 or limit)
+        if end <= start:
+            end = limit
+        out.append((start, end))
+        start = end
+    return [(a, b) for a, b in out if text[a:b].strip()]
+
+
 class Annotator:
     """The per-slot step of an annotate build: what `Builder` calls instead of plan → generate."""
 
@@ -162,13 +189,41 @@ class Annotator:
         return {"source": SOURCE, "annotate_sha256": self.corpus.sha256}
 
     async def label(self, client: LLMClient, slot: int) -> tuple[LLMResponse, SourceText, Labelled | None]:
-        """Ask for slot's labels; `Labelled` is None when the request itself failed (the slot is retried)."""
+        """Ask for slot's labels; `Labelled` is None when the request itself failed (the slot is retried).
+        A long text is labelled window by window (offsets shifted back onto the whole text)."""
         src = self.corpus.texts[slot]
-        resp = await client.complete(messages(self.task, src.text), schema=self._schema, seed=0,
-                                     temperature=0.0, max_tokens=self.max_tokens)
-        if resp.text is None:
-            return resp, src, None
-        return resp, src, label_text(resp.text, src.text, self.task, self.fuzzy)
+        if len(src.text) <= WINDOW_CHARS:
+            resp = await client.complete(messages(self.task, src.text), schema=self._schema, seed=0,
+                                         temperature=0.0, max_tokens=self.max_tokens)
+            if resp.text is None:
+                return resp, src, None
+            return resp, src, label_text(resp.text, src.text, self.task, self.fuzzy)
+        spans = windows(src.text)
+        if len(spans) > MAX_WINDOWS:
+            nothing = LLMResponse(text="", prompt_tokens=0, completion_tokens=0, cached=False)
+            return nothing, src, Labelled([], Counter(), f"text_too_long:line_{src.line}")
+        return await self._label_windows(client, src, spans)
+
+    async def _label_windows(self, client: LLMClient, src: SourceText, spans: list[tuple[int, int]]
+                             ) -> tuple[LLMResponse, SourceText, Labelled | None]:
+        entities: list[Entity] = []
+        repairs: Counter = Counter({"text_windows": len(spans)})
+        total = LLMResponse(text="", prompt_tokens=0, completion_tokens=0, cached=True)
+        for start, end in spans:
+            part = src.text[start:end]
+            resp = await client.complete(messages(self.task, part), schema=self._schema, seed=0,
+                                         temperature=0.0, max_tokens=self.max_tokens)
+            if resp.text is None:
+                return resp, src, None
+            total.prompt_tokens += resp.prompt_tokens
+            total.completion_tokens += resp.completion_tokens
+            total.cached = total.cached and resp.cached
+            got = label_text(resp.text, part, self.task, self.fuzzy)
+            if got.reason:
+                return total, src, Labelled([], got.repairs + repairs, got.reason)
+            repairs.update(got.repairs)
+            entities += [e.model_copy(update={"start": e.start + start, "end": e.end + start}) for e in got.entities]
+        return total, src, Labelled(entities, repairs, None)
 
     def meta(self, slot: int, src: SourceText) -> dict:
         """Provenance of an annotated example; "plan" keeps the slot so exports cut runs the same way."""

@@ -11,10 +11,11 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -32,7 +33,7 @@ from medsynth.quality.curate import CurateConfig, curate
 from medsynth.generate.relate import relate
 from medsynth.generate.slots import Outcome, run_slots
 from medsynth.spec import TaskSpec
-from medsynth.data.store import RunStore
+from medsynth.data.store import DirLock, RunStore
 from medsynth.records import Example
 
 
@@ -153,6 +154,12 @@ def _plan_meta(plan: Plan) -> dict:
     return meta
 
 
+def _refused(slot: int, resp) -> Outcome:
+    """Annotate mode: the server refused this text's request itself (HTTP 4xx, e.g. context exceeded). Asking
+    again or restarting the server gives the same answer, so it is a counted rejection and the run goes on."""
+    return Outcome(slot, "rejected", f"request_refused:{resp.status}")
+
+
 class Builder:
     """Runs one build against an LLM client; `on_endpoint_failure` may restart a dead local server."""
 
@@ -162,6 +169,7 @@ class Builder:
         self.client = client
         self.model_name = model_name
         self.on_endpoint_failure = on_endpoint_failure
+        self._last_refused = False  # the latest failed request was refused by the server (HTTP 4xx)
         if cfg.task.kind == "re" and cfg.format != "json":
             raise MedsynthError("relation tasks need the json output format (inline markup has no relations)",
                                 field="format", value=cfg.format)
@@ -187,7 +195,7 @@ class Builder:
         assert self.annotator is not None
         resp, src, labelled = await self.annotator.label(self.client, slot)
         if labelled is None:
-            return Outcome(slot, "failed", error=resp.error or "no response")
+            return _refused(slot, resp) if resp.refused else self._failed(slot, resp)
         out = Outcome(slot, "rejected" if labelled.reason else "kept", labelled.reason, repairs=labelled.repairs,
                       prompt_tokens=resp.prompt_tokens, completion_tokens=resp.completion_tokens)
         if labelled.reason is None:
@@ -210,7 +218,7 @@ class Builder:
         plan = make_plan(cfg.task, slot, cfg.seed, cfg.plan_stats)
         seed, resp = plan.seed, await self._ask(plan, plan.seed)
         if resp.text is None:
-            return Outcome(slot, "failed", error=resp.error or "no response")
+            return self._failed(slot, resp)
         ann = annotate(resp.text, cfg.task, plan, cfg.format, cfg.fuzzy_threshold)
         tokens = (resp.prompt_tokens, resp.completion_tokens)
         reasked = ann.reason == NEGATIVE_NOT_EMPTY
@@ -218,7 +226,7 @@ class Builder:
             seed = reask_seed(plan.seed)
             resp = await self._ask(plan, seed, ann.leaked)
             if resp.text is None:
-                return Outcome(slot, "failed", error=resp.error or "no response")
+                return self._failed(slot, resp)
             first = ann.repairs
             ann = annotate(resp.text, cfg.task, plan, cfg.format, cfg.fuzzy_threshold)
             ann.repairs.update(first + Counter({"negative_reasked": 1}))
@@ -250,11 +258,22 @@ class Builder:
             seed=seed, temperature=cfg.temperature, max_tokens=cfg.max_tokens,
         )
 
+    def _failed(self, slot: int, resp) -> Outcome:
+        self._last_refused = resp.refused
+        return Outcome(slot, "failed", error=resp.error or "no response")
+
+    def _endpoint_failed(self) -> bool:
+        """After a run of failed requests: restart a dead local server, unless the server refused the requests
+        itself (HTTP 4xx: a restart cannot fix the request; the run stops with the server's message)."""
+        if self._last_refused or self.on_endpoint_failure is None:
+            return False
+        return self.on_endpoint_failure()
+
     async def run(self, store: RunStore) -> dict:
         """Run slots until n examples are kept; annotate mode until every text slot is done (a rejected text
         does not make another text appear), which `slot_limit` bounds."""
         return await run_slots(self.cfg, self.client, store, self.run_slot, desc=f"build {self.cfg.task.name}",
-                               unit="ex", noun="examples", on_endpoint_failure=self.on_endpoint_failure,
+                               unit="ex", noun="examples", on_endpoint_failure=self._endpoint_failed,
                                slot_limit=self.slot_limit)
 
 
@@ -339,11 +358,27 @@ def export_existing(cfg: BuildConfig, source: Path | None = None) -> dict:
     see a consistent snapshot while a build is still writing): this is how learning-curve subsets (the first
     250, 500, … examples) are cut from one long run.
     """
-    with RunStore(source or cfg.out, lock=source is None) as store:
+    same = source is None or Path(source).resolve() == Path(cfg.out).resolve()
+    with RunStore(source or cfg.out, lock=same) as store, _out_lock(cfg.out, held=same):
+        if "task" not in store.identity():
+            raise MedsynthError("the run store holds no run (empty, or not made by `medsynth build`)",
+                                where=str(store.path))
         if cfg.annotate is None and store.count_examples() < cfg.n:
             raise MedsynthError(f"the run holds {store.count_examples()} kept examples, fewer than --n {cfg.n}",
                                 where=str(store.path))
         return finish(store, cfg, store.identity(), {"seconds": 0.0}, {"llm_calls": 0, "cache_hits": 0})
+
+
+@contextmanager
+def _out_lock(out: Path, held: bool) -> Iterator[None]:
+    """The output folder's lock for an export into another folder than the run's (`export --run R --out U`):
+    the same lock a build takes, so two writers never mix their sets in U."""
+    if held:
+        yield
+        return
+    Path(out).mkdir(parents=True, exist_ok=True)
+    with DirLock(Path(out)):
+        yield
 
 
 def run_build(cfg: BuildConfig, client: LLMClient, model_name: str,

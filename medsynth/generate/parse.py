@@ -17,6 +17,9 @@ from medsynth.records import Mention
 _FENCE = re.compile(r"```(?:json|JSON)?\s*(.*?)```", re.DOTALL)
 _TRAILING_COMMA = re.compile(r",\s*([}\]])")
 _INLINE = re.compile(r"\[([^\[\]\n]{1,160}?)\]\(\s*([A-Za-z][A-Za-z0-9_:\-]{0,39})\s*\)")
+# Why a cap: answers are a few hundred tokens; a runaway or hostile server can send megabytes (or 100,000
+# nested brackets) and every parse of it costs CPU on each replay. Above this an answer is a counted rejection.
+MAX_ANSWER_BYTES = 256 * 1024
 
 
 @dataclass(frozen=True)
@@ -67,7 +70,11 @@ def load_json_object(raw: str | None) -> tuple[dict | None, str | None, Counter]
     repairs: Counter = Counter()
     if raw is None:
         return None, "no_response", repairs
-    if not isinstance(raw, str) or not raw.strip():
+    if not isinstance(raw, str):
+        return None, "empty_response", repairs
+    if len(raw) > MAX_ANSWER_BYTES or len(raw.encode("utf-8", "replace")) > MAX_ANSWER_BYTES:
+        return None, "too_large", repairs
+    if not raw.strip():
         return None, "empty_response", repairs
     text = raw.strip()
     fence = _FENCE.search(text)
@@ -84,7 +91,9 @@ def load_json_object(raw: str | None) -> tuple[dict | None, str | None, Counter]
         for attempt, fixed in enumerate((cand, _TRAILING_COMMA.sub(r"\1", cand))):
             try:
                 obj = json.loads(fixed)
-            except json.JSONDecodeError:
+            except RecursionError:  # 100,000 nested brackets: a counted rejection, never a crash
+                return None, "too_deep", repairs
+            except ValueError:  # JSONDecodeError, and a number too long to convert
                 continue
             if isinstance(obj, dict):
                 if attempt:
@@ -232,7 +241,7 @@ def parse_inline_answer(raw: str | None) -> ParseResult:
     """The `inline` format: {"text": "... [mention](Label) ..."}; bare marked-up text is accepted too."""
     obj, error, repairs = load_json_object(raw)
     if obj is None:
-        if raw and _INLINE.search(raw):
+        if error not in ("too_large", "too_deep") and raw and _INLINE.search(raw):
             repairs["bare_inline_text"] += 1
             marked = raw.strip()
         else:
@@ -250,4 +259,9 @@ PARSERS = {"json": parse_json_answer, "inline": parse_inline_answer}
 
 
 def parse_answer(raw: str | None, fmt: str) -> ParseResult:
-    return PARSERS[fmt](raw)
+    """Never raises for any answer: a failure of any kind (size, depth, shape) is `ParseResult.error`,
+    so one bad (cached) answer is one counted rejection, not a run that crashes on every replay."""
+    try:
+        return PARSERS[fmt](raw)
+    except RecursionError:
+        return ParseResult(error="too_deep")

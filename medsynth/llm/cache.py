@@ -4,8 +4,10 @@ Why: generation runs are long and get interrupted; re-running the same request (
 sampling parameters, seed and output format) must not pay for the LLM again, and a resumed run must see the
 same answers. SQLite in WAL mode gives atomic writes and lets several threads/processes share one file.
 
-Only what determines the answer goes into the key. The endpoint URL and the API key do not: a local server
-gets a new port on each start, and secrets must never reach disk.
+Only what determines the answer goes into the key, and that includes which endpoint answered: the base URL
+without credentials (two servers may serve different weights under one model name). A loopback URL counts
+without its port, since a local server gets a new port on each start; the API key never goes in, and secrets
+must never reach disk. Keys made before the endpoint was part of them simply miss.
 """
 
 from __future__ import annotations

@@ -31,7 +31,8 @@ from urllib.parse import urlparse
 import openai
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
-from medsynth.errors import EndpointError
+from medsynth.errors import EndpointError, mask_secrets, register_secret, register_url_credentials, strip_credentials
+from medsynth.generate.parse import MAX_ANSWER_BYTES
 from medsynth.llm.cache import ResponseCache
 
 log = logging.getLogger("medsynth.llm")
@@ -54,8 +55,9 @@ JSON_SCHEMA_OWNERS = frozenset({"vllm", "sglang", "library", "ollama", "openai",
 # Per-process memory of what worked, keyed by endpoint URL (shared by all clients of the same endpoint).
 _ENDPOINT_MODES: dict[str, str] = {}
 _ENDPOINT_KINDS: dict[str, str | None] = {}
-# API keys in use in this process, masked in every message built from server replies.
-_SECRETS: set[str] = set()
+# A request's total time (connect + every read + retries) is capped: `timeout` alone is per read, and a
+# server that sends one byte a second would otherwise hold a request forever. Default: max(300 s, 2 × timeout).
+MIN_DEADLINE = 300.0
 
 
 def forget_endpoint_modes() -> None:
@@ -84,6 +86,8 @@ class LLMConfig(BaseModel):
     max_tokens: int = Field(320, ge=1)
     concurrency: int = Field(1, ge=1)
     timeout: float = Field(120.0, gt=0.0)
+    deadline: float | None = Field(None, gt=0.0, description="total seconds per request, retries included "
+                                   "(default max(300, 2 × timeout))")
     max_retries: int = Field(5, ge=0)
     structured: StructuredMode = "auto"
     backoff_base: float = Field(0.5, ge=0.0)  # first retry waits ~this many seconds, doubling each time
@@ -91,6 +95,10 @@ class LLMConfig(BaseModel):
     def public_params(self) -> dict:
         """A view safe to store in run manifests: everything but the key."""
         return self.model_dump(mode="json", exclude={"api_key"})
+
+    @property
+    def request_deadline(self) -> float:
+        return self.deadline if self.deadline is not None else max(MIN_DEADLINE, 2 * self.timeout)
 
     @property
     def is_local(self) -> bool:
@@ -105,6 +113,14 @@ class LLMResponse:
     cached: bool
     error: str | None = None  # one-line reason when text is None
     mode: str = ""  # structured mode actually used ("" when no schema was asked for)
+    status: int | None = None  # HTTP status of a request the server refused (not retried), else None
+
+    @property
+    def refused(self) -> bool:
+        """The server refused this request itself (a 4xx such as 400 context exceeded, 413, 422): asking again,
+        or restarting the server, gives the same answer, so callers count it as a rejection, not a failure."""
+        return self.text is None and self.status is not None and 400 <= self.status < 500 \
+            and self.status not in (408, 429)
 
 
 @dataclass
@@ -161,6 +177,7 @@ class LLMClient:
         self.cache = cache
         self.stats = LLMStats()
         self._endpoint = config.base_url.rstrip("/")
+        register_url_credentials(config.base_url)
         self._candidate: str | None = None  # auto mode: form to try next while not settled
         self._rejected: set[str] = set()  # auto mode: forms this endpoint refused (so llamacpp -> openai -> plain)
         self._ever_succeeded = False
@@ -170,7 +187,7 @@ class LLMClient:
         self._sync_lock = threading.Lock()
 
     def __repr__(self) -> str:
-        return f"LLMClient(base_url={self.config.base_url!r}, model={self.config.model!r})"
+        return f"LLMClient(base_url={strip_credentials(self.config.base_url)!r}, model={self.config.model!r})"
 
     # -- public API ------------------------------------------------------------------------------------
     async def complete(self, messages: list[dict], *, schema: dict | None = None, seed: int | None = None,
@@ -180,7 +197,8 @@ class LLMClient:
         key = self._cache_key(messages, params, seed, schema) if self.cache is not None else None
         if key is not None:
             hit = self.cache.get(key)
-            if hit is not None and isinstance(hit.get("text"), str):
+            # An oversized cached answer (stored before the size cap) is a miss: it is asked again.
+            if hit is not None and isinstance(hit.get("text"), str) and len(hit["text"]) <= MAX_ANSWER_BYTES:
                 self.stats.cache_hits += 1
                 return LLMResponse(text=hit["text"], prompt_tokens=int(hit.get("prompt_tokens") or 0),
                                    completion_tokens=int(hit.get("completion_tokens") or 0), cached=True,
@@ -222,6 +240,7 @@ class LLMClient:
         old URL are dropped; the structured-output form is negotiated again for the new endpoint."""
         self.config.base_url = base_url
         self._endpoint = base_url.rstrip("/")
+        register_url_credentials(base_url)
         self._candidate = None
         self._rejected.clear()
         self._states.clear()
@@ -238,16 +257,23 @@ class LLMClient:
                        schema: dict | None) -> LLMResponse:
         mode = await self._mode_for(state, schema)
         attempts = 0
+        deadline = self.config.request_deadline
         async with state.semaphore:
+            start = time.monotonic()
             while True:
                 attempts += 1
+                left = deadline - (time.monotonic() - start)
                 try:
-                    text, usage = await self._send(state, messages, params, seed, schema, mode)
+                    text, usage = await asyncio.wait_for(self._send(state, messages, params, seed, schema, mode),
+                                                         timeout=max(left, 0.001))
+                except asyncio.TimeoutError:
+                    retry = _Retry("deadline", f"no complete answer within the {deadline:g} s request deadline")
+                    return self._give_up(retry, attempts, mode)
                 except openai.APIStatusError as exc:
                     next_mode = self._fallback(exc, mode, schema)
                     if next_mode is not None:
                         log.info("endpoint %s rejected the %s output form (HTTP %s); trying %s",
-                                 self._endpoint, mode, exc.status_code, next_mode)
+                                 self._public(), mode, exc.status_code, next_mode)
                         self.stats.retry_reasons["format_fallback"] += 1
                         mode = self._candidate = next_mode
                         attempts -= 1  # a format fallback is not a retry
@@ -264,11 +290,13 @@ class LLMClient:
                     retry = _Retry("bad_response", _one_line(exc))
                 else:
                     return self._succeeded(text, usage, mode, schema)
-                if attempts > self.config.max_retries:
+                left = deadline - (time.monotonic() - start)
+                if attempts > self.config.max_retries or left <= 0:
                     return self._give_up(retry, attempts, mode)
                 self.stats.retries += 1
                 self.stats.retry_reasons[retry.reason] += 1
                 wait = retry.wait if retry.wait is not None else self._backoff(attempts)
+                wait = min(wait, left)
                 log.warning("LLM request failed (%s: %s); retry %d/%d in %.1f s", retry.reason, retry.detail,
                             attempts, self.config.max_retries, wait)
                 await asyncio.sleep(wait)
@@ -292,7 +320,22 @@ class LLMClient:
             raise _BadResponse(f"not a chat completion ({type(exc).__name__}: {exc})") from exc
         if text is None:
             raise _BadResponse("chat completion without message content")
+        self._check_model(getattr(completion, "model", None))
         return text, getattr(completion, "usage", None)
+
+    def _check_model(self, reported: object) -> None:
+        """Refuse an endpoint that answers with another model than the one asked for: its answers would be
+        cached and stored under the wrong name. Hosted APIs report dated variants (gpt-4o → gpt-4o-2024-08-06)
+        and some servers the file name, so a prefix or path-suffix match is accepted; no name is no check."""
+        if not isinstance(reported, str) or not reported.strip():
+            return
+        if not same_model(self.config.model, reported):
+            raise EndpointError(f"asked for model {self.config.model!r} but the endpoint answered as {reported!r}; "
+                                "check --model / OPENAI_MODEL against GET /v1/models", where=self._public())
+
+    def _public(self) -> str:
+        """The endpoint as shown in messages: no credentials."""
+        return strip_credentials(self._endpoint)
 
     def _succeeded(self, text: str, usage: Any, mode: str, schema: dict | None) -> LLMResponse:
         prompt_tokens = int(getattr(usage, "prompt_tokens", 0) or 0)
@@ -309,13 +352,13 @@ class LLMClient:
         if retry.reason == "connection" and not self._ever_succeeded:
             raise EndpointError(f"cannot reach the LLM endpoint ({retry.detail}) after {attempts} attempts; "
                                 "start the server or check the base URL (--base-url / OPENAI_BASE_URL)",
-                                where=self._endpoint)
+                                where=self._public())
         return self._failed(f"gave up after {attempts} attempts: {retry.reason}: {retry.detail}", mode)
 
-    def _failed(self, reason: str, mode: str) -> LLMResponse:
+    def _failed(self, reason: str, mode: str, status: int | None = None) -> LLMResponse:
         self.stats.errors += 1
         return LLMResponse(text=None, prompt_tokens=0, completion_tokens=0, cached=False, error=_one_line(reason),
-                           mode=mode)
+                           mode=mode, status=status)
 
     def _classify_status(self, exc: openai.APIStatusError, mode: str) -> _Retry | LLMResponse:
         """Retry, fail this request, or raise EndpointError for an HTTP error status."""
@@ -323,16 +366,16 @@ class LLMClient:
         detail = f"HTTP {status}: {_error_message(exc)}"
         if status in (401, 403):
             raise EndpointError(f"the LLM endpoint rejected the API key ({detail}); set OPENAI_API_KEY or the "
-                                "config api_key for this endpoint", where=self._endpoint)
+                                "config api_key for this endpoint", where=self._public())
         if status == 404:
             raise EndpointError(f"model {self.config.model!r} or route not found ({detail}); check the model "
-                                f"name (GET {self._endpoint}/models lists them) and that the base URL ends in /v1",
-                                where=self._endpoint)
+                                f"name (GET {self._public()}/models lists them) and that the base URL ends in /v1",
+                                where=self._public())
         if status == 429:
             return _Retry("429", detail, _retry_after(exc))
         if status in RETRYABLE_STATUS:
             return _Retry(str(status), detail)
-        return self._failed(detail, mode)
+        return self._failed(detail, mode, status)
 
     def _backoff(self, attempt: int) -> float:
         """Exponential backoff with jitter, so parallel workers do not retry in lockstep."""
@@ -378,7 +421,7 @@ class LLMClient:
             elif owners & JSON_SCHEMA_OWNERS:
                 kind = "json_schema"
         except Exception as exc:  # noqa: BLE001 - probing is best effort
-            log.debug("GET %s/models failed: %s", self._endpoint, _one_line(exc))
+            log.debug("GET %s/models failed: %s", self._public(), _one_line(exc))
         _ENDPOINT_KINDS[self._endpoint] = kind
         return kind
 
@@ -412,8 +455,10 @@ class LLMClient:
 
     # -- caching ---------------------------------------------------------------------------------------
     def _cache_key(self, messages: list[dict], params: dict, seed: int | None, schema: dict | None) -> str:
-        # The configured mode (not the negotiated one) keeps keys stable across runs; no URL, no key.
+        # The configured mode (not the negotiated one) keeps keys stable across runs; the endpoint without
+        # credentials (and without a loopback port) tells two servers serving the same model name apart.
         request = {
+            "endpoint": endpoint_identity(self.config.base_url),
             "model": self.config.model,
             "messages": messages,
             "params": params,
@@ -423,7 +468,10 @@ class LLMClient:
         return ResponseCache.key(request)
 
     def _store(self, key: str | None, response: LLMResponse) -> LLMResponse:
-        if key is not None and response.text is not None and self.cache is not None:
+        """Cache a usable answer; one over the parser's size cap is not kept (it is rejected anyway, and a
+        50 MB answer must not cost 50 MB of cache), so the request is simply asked again next time."""
+        too_big = response.text is not None and len(response.text) > MAX_ANSWER_BYTES
+        if key is not None and response.text is not None and self.cache is not None and not too_big:
             self.cache.put(key, {"text": response.text, "prompt_tokens": response.prompt_tokens,
                                  "completion_tokens": response.completion_tokens, "mode": response.mode})
         return response
@@ -447,7 +495,7 @@ class LLMClient:
         else:
             key = os.environ.get("OPENAI_API_KEY") or LOCAL_API_KEY
         if key != LOCAL_API_KEY and len(key) >= 8:  # a 1-letter dummy key must not blank out every "x"
-            _SECRETS.add(key)  # masked in every message we build from what the server says (see _one_line)
+            register_secret(key)  # masked in every message we build from what the server says (see _one_line)
         return key
 
     def _background_loop(self) -> asyncio.AbstractEventLoop:
@@ -475,6 +523,26 @@ class LLMClient:
         if thread is not None:
             thread.join(timeout=10)
         loop.close()
+
+
+def same_model(asked: str, reported: str) -> bool:
+    """Whether `reported` (what the server says it ran) names the model `asked` for: equal, a dated or
+    quantised variant (`asked-…`, `asked:…`), or the same name with or without an org/path prefix."""
+    a, r = asked.strip().lower(), reported.strip().lower()
+    if a == r or r.startswith((a + "-", a + ":", a + "@")) or a.startswith((r + "-", r + ":")):
+        return True
+    base = lambda s: s.replace("\\", "/").rsplit("/", 1)[-1].removesuffix(".gguf")  # noqa: E731
+    return base(a) == base(r) or base(r).startswith(base(a) + "-")
+
+
+def endpoint_identity(base_url: str) -> str:
+    """The endpoint as part of a cache key: no credentials, and a loopback host without its port, since an
+    embedded server gets a new port on each start and its answers must still be found."""
+    parts = urlparse(strip_credentials(base_url.rstrip("/")))
+    host = (parts.hostname or "").lower()
+    if host in LOCAL_HOSTS:
+        return f"local{parts.path}"
+    return f"{parts.scheme}://{host}{':' + str(parts.port) if parts.port else ''}{parts.path}"
 
 
 def _response_format(mode: str, schema: dict | None) -> dict | None:
@@ -529,8 +597,6 @@ def _root_cause(exc: BaseException) -> BaseException:
 def _one_line(value: object, limit: int = 300) -> str:
     """One printable line, API keys masked. Every error, retry warning and failed-request reason passes here,
     and servers do echo credentials back (a misconfigured proxy's 401 body, a debug error page)."""
-    text = str(value)
-    for secret in _SECRETS:
-        text = text.replace(secret, "[API key]")
+    text = mask_secrets(str(value))
     text = " ".join(text.split()) or type(value).__name__
     return text if len(text) <= limit else text[: limit - 1] + "…"

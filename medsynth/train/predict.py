@@ -234,7 +234,8 @@ class NERPredictor:
         try:
             with quiet_transformers():
                 self.tokenizer = AutoTokenizer.from_pretrained(str(model_dir), local_files_only=True)
-                self.model = AutoModelForTokenClassification.from_pretrained(str(model_dir), local_files_only=True)
+                self.model = AutoModelForTokenClassification.from_pretrained(str(model_dir), local_files_only=True,
+                                                                             use_safetensors=True)
         except (OSError, ValueError) as err:
             raise MedsynthError(f"cannot load model ({' '.join(str(err).split())[:200]})", where=str(model_dir)) from None
         if not getattr(self.tokenizer, "is_fast", False):

@@ -168,7 +168,8 @@ class REPredictor:
             with quiet_transformers():
                 self.tokenizer = AutoTokenizer.from_pretrained(str(self.model_dir), local_files_only=True)
                 self.model = AutoModelForSequenceClassification.from_pretrained(str(self.model_dir),
-                                                                                local_files_only=True)
+                                                                                local_files_only=True,
+                                                                                use_safetensors=True)
         except (OSError, ValueError) as err:
             raise MedsynthError(f"cannot load model ({' '.join(str(err).split())[:200]})",
                                 where=str(self.model_dir)) from None

@@ -302,7 +302,7 @@ def test_complete_sync_works_inside_a_running_loop():
 
 
 def test_odd_but_valid_body_without_usage():
-    body = {"id": "x", "object": "chat.completion", "created": 0, "model": "m",
+    body = {"id": "x", "object": "chat.completion", "created": 0, "model": "test-model",
             "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": "hi"}}]}
     with LLMDouble(Script(Raw(body), Raw({"choices": []}), "after empty")) as double:
         client = make_client(double)
