@@ -440,10 +440,18 @@ class LLMClient:
 
     def request_key(self, messages: list[dict], *, schema: dict | None = None, seed: int | None = None,
                     temperature: float | None = None, max_tokens: int | None = None) -> str:
-        """The fingerprint of a request as `complete` would send it: the response cache's key.
+        """The fingerprint of a request as `complete` would send it, without the endpoint: model, messages,
+        sampling, seed, output format.
 
         Callers that keep their own record of answers (bench's answer journal) use it to tell whether a stored
-        answer came from the very same request (model, messages, sampling, seed, output format)."""
+        answer came from the very same request. It leaves the endpoint out on purpose: a journal is committed
+        beside its predictions and read on other machines, where the same model is served at another address."""
+        return self._cache_key(messages, self._params(temperature, max_tokens), seed, schema, endpoint=False)
+
+    def cache_key(self, messages: list[dict], *, schema: dict | None = None, seed: int | None = None,
+                  temperature: float | None = None, max_tokens: int | None = None) -> str:
+        """The response cache's key: `request_key` plus the endpoint (see `endpoint_identity`), so answers a
+        server gave under some model name are never replayed for another server using that name."""
         return self._cache_key(messages, self._params(temperature, max_tokens), seed, schema)
 
     def _params(self, temperature: float | None, max_tokens: int | None) -> dict:
@@ -454,11 +462,12 @@ class LLMClient:
         }
 
     # -- caching ---------------------------------------------------------------------------------------
-    def _cache_key(self, messages: list[dict], params: dict, seed: int | None, schema: dict | None) -> str:
+    def _cache_key(self, messages: list[dict], params: dict, seed: int | None, schema: dict | None,
+                   endpoint: bool = True) -> str:
         # The configured mode (not the negotiated one) keeps keys stable across runs; the endpoint without
         # credentials (and without a loopback port) tells two servers serving the same model name apart.
         request = {
-            "endpoint": endpoint_identity(self.config.base_url),
+            **({"endpoint": endpoint_identity(self.config.base_url)} if endpoint else {}),
             "model": self.config.model,
             "messages": messages,
             "params": params,

@@ -198,7 +198,7 @@ class EndpointPool:
         """One chat completion from whichever endpoint is free; never raises for a single failed request.
         Raises EndpointError only when no endpoint can work at all (all unreachable, or all disabled)."""
         request = dict(schema=schema, seed=seed, temperature=temperature, max_tokens=max_tokens)
-        key = self.request_key(messages, **request) if self.cache is not None else None
+        key = self._keys.cache_key(messages, **request) if self.cache is not None else None
         if key is not None:
             hit = self.cache.get(key)
             if hit is not None and isinstance(hit.get("text"), str):
@@ -225,7 +225,7 @@ class EndpointPool:
 
     def request_key(self, messages: list[dict], *, schema: dict | None = None, seed: int | None = None,
                     temperature: float | None = None, max_tokens: int | None = None) -> str:
-        """The response-cache key: the same as one `LLMClient` of this model would use (no URL in it)."""
+        """The answer identity (no endpoint in it): the same as one `LLMClient` of this model gives."""
         return self._keys.request_key(messages, schema=schema, seed=seed, temperature=temperature,
                                       max_tokens=max_tokens)
 

@@ -8,6 +8,7 @@ import socket
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 
@@ -134,8 +135,8 @@ def test_cache_key_includes_the_endpoint_but_not_credentials_or_loopback_port(tm
     a = LLMClient(LLMConfig(base_url="https://a.example.org/v1", model="m"), cache)
     b = LLMClient(LLMConfig(base_url="https://b.example.org/v1", model="m"), cache)
     c = LLMClient(LLMConfig(base_url="https://x:y@a.example.org/v1", model="m"), cache)
-    assert a.request_key(MESSAGES) != b.request_key(MESSAGES)
-    assert a.request_key(MESSAGES) == c.request_key(MESSAGES)
+    assert a.cache_key(MESSAGES) != b.cache_key(MESSAGES)
+    assert a.cache_key(MESSAGES) == c.cache_key(MESSAGES)
 
 
 def test_a_server_answering_as_another_model_is_refused():
@@ -164,3 +165,40 @@ def test_oversized_answer_is_not_cached_and_is_asked_again(tmp_path):
         client.close()
     assert first.text == huge and not first.cached
     assert second.text == "small" and len(cache) == 1
+
+
+def test_answer_identity_leaves_the_endpoint_out_but_the_cache_key_does_not():
+    """Bench's answer journals are committed and replayed on other machines: their key (`request_key`) must not
+    depend on where the model is served, while the response cache (`cache_key`) must keep endpoints apart."""
+    from medsynth.llm.client import LLMClient, LLMConfig
+
+    messages = [{"role": "user", "content": "Name the diseases in: Flu and asthma."}]
+    a = LLMClient(LLMConfig(base_url="http://127.0.0.1:8080/v1", model="m"))
+    b = LLMClient(LLMConfig(base_url="https://user:pw@gpu.example:8443/v1", model="m"))
+    assert a.request_key(messages, seed=0) == b.request_key(messages, seed=0)
+    assert a.cache_key(messages, seed=0) != b.cache_key(messages, seed=0)
+    assert "pw" not in b.cache_key(messages, seed=0)
+
+
+def test_committed_zero_shot_journal_still_matches_its_requests():
+    """The recorded BC5CDR zero-shot answers (hours of CPU) are found again for the same sentences."""
+    import json
+
+    from medsynth.data.corpora.ner import load_corpus
+    from medsynth.data.tokens import detokenize
+    from medsynth.errors import MedsynthError
+    from medsynth.evaluate.zeroshot import REQUEST, zero_shot_messages, zero_shot_schema
+    from medsynth.llm.client import LLMClient, LLMConfig
+    from medsynth.spec import get_task
+
+    journal = Path(__file__).resolve().parents[2] / "benchmarks/results/ner-bc5cdr-chem/answers/zero-shot.jsonl"
+    try:
+        sentences = load_corpus("bc5cdr-chem", "test", None)[:5]
+    except MedsynthError:
+        pytest.skip("BC5CDR data not found (../shared/data)")
+    keys = {json.loads(line)["key"] for line in journal.read_text(encoding="utf-8").splitlines() if line.strip()}
+    task, client = get_task("ner"), LLMClient(LLMConfig(base_url="http://127.0.0.1:1/v1",
+                                                        model="qwen2.5-coder-1.5b-instruct-q4_k_m"))
+    found = [client.request_key(zero_shot_messages(task, detokenize(s.tokens)[0]), schema=zero_shot_schema(task),
+                                **REQUEST) in keys for s in sentences]
+    assert found == [True] * 5
