@@ -23,7 +23,6 @@ import argparse
 import asyncio
 import contextlib
 import fcntl
-import hashlib
 import json
 import random
 import re
@@ -35,6 +34,7 @@ from typing import Any, Callable, ContextManager
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from medsynth.hashing import short_hash, stable_seed
 from medsynth.llm.aio import run_sync
 from medsynth.generate.align import AlignConfig, align
 from medsynth.errors import LockedError, MedsynthError
@@ -194,7 +194,7 @@ def _norm(text: str) -> str:
 
 
 def _seed(*parts: object) -> int:
-    return int.from_bytes(hashlib.sha256("|".join(map(str, parts)).encode()).digest()[:4], "big") % (2**31 - 1)
+    return stable_seed(*parts)
 
 
 def read_unlabeled(path: str | Path) -> list[str]:
@@ -230,7 +230,7 @@ class DistillConfig(BaseModel):
 
     def identity(self) -> dict:
         """What a resumed run must share with the one that started OUT (more --rounds only extends it)."""
-        unl = hashlib.sha256("\n".join(self.unlabeled).encode()).hexdigest()[:12] if self.unlabeled else None
+        unl = short_hash("\n".join(self.unlabeled)) if self.unlabeled else None
         return {"task": self.task.registry_name, "model": str(self.model), "train_data": str(self.train_data),
                 "per_round": self.per_round, "seed": self.seed, "unlabeled": unl, "dataset": self.dataset,
                 "limit": self.limit, "coach_version": COACH_VERSION}

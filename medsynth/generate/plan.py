@@ -13,12 +13,12 @@ name (cycling evenly) or "none" for `negative_fraction` of the plans. NER plans 
 
 from __future__ import annotations
 
-import hashlib
 import random
 from functools import lru_cache
 
 from pydantic import BaseModel, Field
 
+from medsynth.hashing import seeded_rng, stable_seed
 from medsynth.errors import MedsynthError
 from medsynth.spec import StyleSpec, TaskSpec
 from medsynth.records import NO_RELATION, Mention
@@ -69,8 +69,7 @@ class PlanStats(BaseModel):
 
 
 def _rng(*parts: object) -> random.Random:
-    digest = hashlib.sha256("|".join(map(str, parts)).encode()).digest()
-    return random.Random(int.from_bytes(digest[:8], "big"))
+    return seeded_rng(*parts)
 
 
 @lru_cache(maxsize=64)
@@ -185,7 +184,7 @@ class Planner:
                 continue
             seen.add(term.lower())
             targets.append(Mention(text=term, label=label))
-        seed = int.from_bytes(hashlib.sha256(f"{self.run_seed}|{slot}".encode()).digest()[:4], "big") % (2**31 - 1)
+        seed = _llm_seed(self.run_seed, slot)
         min_words, max_words = self._words(slot, style)
         return Plan(slot=slot, seed=seed, style=style.name, style_description=style.description,
                     min_words=min_words, max_words=max_words, targets=targets,
@@ -263,7 +262,7 @@ def _is_negative(slot: int, fraction: float, phase: float) -> bool:
 
 def _llm_seed(run_seed: int, slot: int) -> int:
     """The per-request LLM seed (same formula as the NER path)."""
-    return int.from_bytes(hashlib.sha256(f"{run_seed}|{slot}".encode()).digest()[:4], "big") % (2**31 - 1)
+    return stable_seed(run_seed, slot)
 
 
 _PLANNERS: dict[tuple, Planner] = {}
