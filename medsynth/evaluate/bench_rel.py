@@ -127,7 +127,7 @@ def _train_or_reuse(data_dir: Path, model_dir: Path, cfg: REBenchConfig) -> floa
 
 def _predict_units(model_dir: Path, units: list[Unit], name: str, dataset: str,
                    device: str) -> tuple[list[dict], float, int]:
-    from medsynth.train.predict_rel import REPredictor
+    from medsynth.train.predict import REPredictor
 
     predictor = REPredictor(model_dir, device=device)
     rows, seconds, n = [], 0.0, 0

@@ -19,7 +19,7 @@ from typing import Sequence
 from medsynth.llm.client import LLMClient
 from medsynth.llm.journal import AnswerJournal, answer_all
 from medsynth.generate.parse import load_json_object
-from medsynth.train.predict_rel import mark_pair
+from medsynth.train.rel import mark_pair
 from medsynth.spec import TaskSpec
 from medsynth.records import NO_RELATION, RelPair
 
