@@ -17,7 +17,7 @@ from typing import Callable
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from medsynth.hashing import prompt_hash as _prompt_hash, short_hash
+from medsynth.hashing import DEFAULT_SEED, prompt_hash as _prompt_hash, short_hash
 from medsynth.llm.aio import run_sync
 from medsynth.chat import topics as T
 from medsynth.chat.transcript import (AI_TAG, HUMAN_TAG, PRIMER, TAGS, CleanResult, Speaker, Turn, clean_turns,
@@ -58,7 +58,7 @@ class ChatConfig(BaseModel):
 
     n: int = Field(gt=0)
     out: Path
-    seed: int = 13
+    seed: int = DEFAULT_SEED
     seeds: list[str] | None = None
     max_turns: int = Field(default=6, ge=1, description="user questions per dialogue, each answered")
     temperature: float = 0.8

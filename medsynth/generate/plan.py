@@ -18,7 +18,7 @@ from functools import lru_cache
 
 from pydantic import BaseModel, Field
 
-from medsynth.hashing import seeded_rng, stable_seed
+from medsynth.hashing import DEFAULT_SEED, seeded_rng, stable_seed
 from medsynth.errors import MedsynthError
 from medsynth.spec import StyleSpec, TaskSpec
 from medsynth.records import NO_RELATION, Mention
@@ -144,7 +144,7 @@ class Planner:
     lexicon term for the r-th use of a label is term r of the label's seeded permutation, so terms are used
     round-robin and every term appears once before any appears twice."""
 
-    def __init__(self, task: TaskSpec, run_seed: int = 13, stats: PlanStats | None = None):
+    def __init__(self, task: TaskSpec, run_seed: int = DEFAULT_SEED, stats: PlanStats | None = None):
         self.task, self.run_seed, self.stats = task, run_seed, stats
         self._labels: list[list[str]] = []  # labels chosen for each slot planned so far
         self._uses: list[dict[str, int]] = []  # per-label uses before each slot
@@ -268,7 +268,7 @@ def _llm_seed(run_seed: int, slot: int) -> int:
 _PLANNERS: dict[tuple, Planner] = {}
 
 
-def make_plan(task: TaskSpec, slot: int, run_seed: int = 13, stats: PlanStats | None = None) -> Plan:
+def make_plan(task: TaskSpec, slot: int, run_seed: int = DEFAULT_SEED, stats: PlanStats | None = None) -> Plan:
     """The plan for one request slot; deterministic in (task, slot, run_seed, stats)."""
     key = (id(task), task.registry_name, run_seed, None if stats is None else stats.model_dump_json())
     if key not in _PLANNERS:

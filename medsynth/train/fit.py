@@ -24,8 +24,7 @@ from typing import Any, Callable, Iterator, Protocol
 from pydantic import BaseModel, ConfigDict, Field
 
 from medsynth.errors import MedsynthError
-
-DEFAULT_SEED = 13  # the one default seed: build, train, bench and distill all start from it
+from medsynth.hashing import DEFAULT_SEED
 
 
 class TrainConfig(BaseModel):
