@@ -6,9 +6,15 @@ enforces it so no exporter ever sees a misplaced span.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 from pydantic import BaseModel, Field
+
+def spans_overlap(a: Sequence[Any], b: Sequence[Any]) -> bool:
+    """True when half-open spans (start, end, ...) share at least one position (touching spans do not).
+    Extra items (a label) are ignored, so scored (start, end, label) spans work as they are."""
+    return a[0] < b[1] and b[0] < a[1]
+
 
 #: Example.meta key naming the example a derived copy was made from (export puts both in one split).
 DERIVED_FROM = "derived_from"

@@ -9,8 +9,6 @@ response cache. Slots run until `n` dialogues are kept; the dataset is the first
 
 from __future__ import annotations
 
-import hashlib
-import json
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -19,6 +17,7 @@ from typing import Callable
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from medsynth.hashing import DEFAULT_SEED, prompt_hash as _prompt_hash, short_hash
 from medsynth.llm.aio import run_sync
 from medsynth.chat import topics as T
 from medsynth.chat.transcript import (AI_TAG, HUMAN_TAG, PRIMER, TAGS, CleanResult, Speaker, Turn, clean_turns,
@@ -59,7 +58,7 @@ class ChatConfig(BaseModel):
 
     n: int = Field(gt=0)
     out: Path
-    seed: int = 13
+    seed: int = DEFAULT_SEED
     seeds: list[str] | None = None
     max_turns: int = Field(default=6, ge=1, description="user questions per dialogue, each answered")
     temperature: float = 0.8
@@ -76,12 +75,11 @@ class ChatOutcome(Outcome):
 
 def prompt_hash() -> str:
     """Identifies the prompts: changing any instruction gives a new run identity (and new cache keys)."""
-    blob = json.dumps([CHAT_PROMPT_VERSION, T.TOPIC_SYSTEM, T.TOPIC_SCHEMA, HUMAN_SYSTEM, AI_SYSTEM, PRIMER])
-    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+    return _prompt_hash([CHAT_PROMPT_VERSION, T.TOPIC_SYSTEM, T.TOPIC_SCHEMA, HUMAN_SYSTEM, AI_SYSTEM, PRIMER], 12)
 
 
 def seeds_hash(seeds: list[str] | None) -> str | None:
-    return hashlib.sha256("\n".join(seeds).encode()).hexdigest()[:12] if seeds else None
+    return short_hash("\n".join(seeds)) if seeds else None
 
 
 def turn_messages(topic: str, who: str, turns: list[Turn], speaker: Speaker) -> list[dict]:

@@ -19,11 +19,9 @@ missing, not JSON, of the wrong shape or with a label the task does not have is 
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import fcntl
-import hashlib
 import json
 import random
 import re
@@ -35,158 +33,18 @@ from typing import Any, Callable, ContextManager
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from medsynth.hashing import DEFAULT_SEED, short_hash, stable_seed
 from medsynth.llm.aio import run_sync
 from medsynth.generate.align import AlignConfig, align
 from medsynth.errors import LockedError, MedsynthError
 from medsynth.data.jsonl import read_jsonl, read_utf8, write_jsonl
 from medsynth.llm.client import LLMClient
-from medsynth.generate.parse import load_json_object
-from medsynth.spec import TaskSpec, task_brief
+from medsynth.spec import TaskSpec
 from medsynth.data.tokens import spans_to_bio, tokenize
 from medsynth.train.ner import TrainConfig, card_data_dir
-from medsynth.records import Entity, Example, Mention
-
-COACH_VERSION = 1
-VERDICTS = ("accept", "correct")
-_VERDICT_WORDS = {"accept": "accept", "accepted": "accept", "ok": "accept", "correct": "correct",
-                  "corrected": "correct", "correction": "correct", "reject": "correct"}
-MAX_ENTITIES = 16
-SENTENCE_SCHEMA = {"type": "object", "properties": {"text": {"type": "string", "minLength": 20, "maxLength": 600}},
-                   "required": ["text"]}
-NO_IDENTIFIERS = "Never include patient names, dates of birth, record numbers, phone numbers or addresses."
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# the coach: prompt, schema, parser
-
-
-def coach_schema(task: TaskSpec) -> dict:
-    item = {"type": "object", "properties": {"text": {"type": "string", "minLength": 1, "maxLength": 160},
-                                             "label": {"type": "string", "enum": task.label_names}},
-            "required": ["text", "label"]}
-    return {"type": "object", "properties": {
-        "verdict": {"type": "string", "enum": list(VERDICTS)},
-        "entities": {"type": "array", "items": item, "maxItems": MAX_ENTITIES},
-        "confidence": {"type": "integer", "enum": [1, 2, 3, 4, 5]}},
-        "required": ["verdict", "entities", "confidence"]}
-
-
-def coach_system(task: TaskSpec) -> str:
-    """The coach sees what the generator sees: definitions, positive/negative examples and guidelines."""
-    lines = ["You are an expert annotator coaching a small named entity recognition model.",
-             *task_brief(task, examples=6, relations=False)]
-    lines.append(
-        "You get a sentence and the model's predicted entities. If the prediction is exactly right (every mention, "
-        'right labels, exact boundaries, nothing extra), answer verdict "accept" and repeat the entities. '
-        'Otherwise answer verdict "correct" and list the complete correct entities, each copied character for '
-        "character from the sentence (an empty list when there are none). confidence: 1 (unsure) to 5 (certain). "
-        'Answer with JSON only: {"verdict": "accept" or "correct", "entities": [{"text": MENTION, "label": LABEL}], '
-        '"confidence": 1-5}.')
-    return "\n".join(lines)
-
-
-def coach_messages(task: TaskSpec, text: str, predicted: list[Entity]) -> list[dict]:
-    pred = json.dumps([{"text": e.text, "label": e.label} for e in predicted], ensure_ascii=False)
-    return [{"role": "system", "content": coach_system(task)},
-            {"role": "user", "content": f"Sentence: {text}\nPredicted entities: {pred}"}]
-
-
-@dataclass
-class CoachVerdict:
-    verdict: str  # accept | correct
-    mentions: list[Mention]
-    confidence: int
-    repairs: Counter = field(default_factory=Counter)
-
-
-def _confidence(value: object) -> int | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, str) and value.strip().isdigit():
-        value = int(value.strip())
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    return value if isinstance(value, int) and 1 <= value <= 5 else None
-
-
-def _mentions(value: object, labels: list[str], repairs: Counter) -> tuple[list[Mention] | None, str | None]:
-    """Coach entities as mentions with task labels (case-insensitive); an unknown label skips the example."""
-    if not isinstance(value, list):
-        return None, "coach:bad_entities"
-    by_lower = {lab.lower(): lab for lab in labels}
-    out: list[Mention] = []
-    for item in value:
-        if not isinstance(item, dict) or not isinstance(item.get("text"), str) or not isinstance(item.get("label"), str):
-            return None, "coach:bad_entities"
-        text, label = item["text"].strip(), item["label"].strip()
-        if not text:
-            repairs["empty_mention"] += 1
-            continue
-        if label not in labels:
-            if label.lower() not in by_lower:
-                return None, "coach:unknown_label"
-            label = by_lower[label.lower()]
-            repairs["label_case"] += 1
-        out.append(Mention(text=text, label=label))
-    return out, None
-
-
-def parse_coach(raw: str | None, labels: list[str]) -> tuple[CoachVerdict | None, str | None]:
-    """(verdict, None) or (None, "coach:<reason>"). Never raises: None, noise, invalid JSON, odd shapes,
-    a verdict or confidence out of range and labels the task does not have are all counted reasons."""
-    obj, error, repairs = load_json_object(raw)
-    if obj is None:
-        return None, f"coach:{error}"
-    verdict = _VERDICT_WORDS.get(str(obj.get("verdict", "")).strip().lower()) if isinstance(
-        obj.get("verdict"), str) else None
-    if verdict is None:
-        return None, "coach:bad_verdict"
-    confidence = _confidence(obj.get("confidence"))
-    if confidence is None:
-        return None, "coach:bad_confidence"
-    entities = obj.get("entities")
-    if entities is None and verdict == "accept":
-        entities = []
-    if entities is None:
-        return None, "coach:missing_entities"
-    mentions, err = _mentions(entities, labels, repairs)
-    if mentions is None:
-        return None, err
-    return CoachVerdict(verdict, mentions, confidence, repairs), None
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# unlabelled sentences
-
-
-def sentence_messages(task: TaskSpec, style: Any) -> list[dict]:
-    system = (f"You write realistic sentences of this kind: {task.description.strip()} Write one sentence in the "
-              f"requested style, plain text without markup or labels. {NO_IDENTIFIERS} "
-              'Answer with JSON only: {"text": SENTENCE}.')
-    user = f"Style: {style.description.strip()} Length: {style.min_words} to {style.max_words} words."
-    return [{"role": "system", "content": system}, {"role": "user", "content": user}]
-
-
-def parse_sentence(raw: str | None) -> tuple[str | None, str | None]:
-    """(sentence, None) or (None, "sentence:<reason>"); a bare one-line answer is accepted as the sentence."""
-    obj, error, _ = load_json_object(raw)
-    if obj is None:
-        text = (raw or "").strip()
-        if error != "no_json_object" or not text or "\n" in text:
-            return None, f"sentence:{error}"
-        obj = {"text": text}
-    text = obj.get("text")
-    if not isinstance(text, str):
-        return None, "sentence:missing"
-    text = " ".join(text.split())
-    words = len(text.split())
-    if words < 4:
-        return None, "sentence:too_short"
-    if words > 120:
-        return None, "sentence:too_long"
-    if re.search(r"[{}<>]|\]\(|\[\|", text):
-        return None, "sentence:markup"
-    return text, None
+from medsynth.chat.coach import (COACH_VERSION, SENTENCE_SCHEMA, coach_messages, coach_schema, parse_coach,
+                                 parse_sentence, sentence_messages)
+from medsynth.records import Entity, Example
 
 
 def _norm(text: str) -> str:
@@ -194,7 +52,7 @@ def _norm(text: str) -> str:
 
 
 def _seed(*parts: object) -> int:
-    return int.from_bytes(hashlib.sha256("|".join(map(str, parts)).encode()).digest()[:4], "big") % (2**31 - 1)
+    return stable_seed(*parts)
 
 
 def read_unlabeled(path: str | Path) -> list[str]:
@@ -223,14 +81,14 @@ class DistillConfig(BaseModel):
     dataset: str | None = None
     data_dir: Path | None = None
     limit: int | None = None
-    seed: int = 13
+    seed: int = DEFAULT_SEED
     train: TrainConfig = Field(default_factory=TrainConfig)
     temperature: float = 0.8
     progress: bool = True
 
     def identity(self) -> dict:
         """What a resumed run must share with the one that started OUT (more --rounds only extends it)."""
-        unl = hashlib.sha256("\n".join(self.unlabeled).encode()).hexdigest()[:12] if self.unlabeled else None
+        unl = short_hash("\n".join(self.unlabeled)) if self.unlabeled else None
         return {"task": self.task.registry_name, "model": str(self.model), "train_data": str(self.train_data),
                 "per_round": self.per_round, "seed": self.seed, "unlabeled": unl, "dataset": self.dataset,
                 "limit": self.limit, "coach_version": COACH_VERSION}
@@ -634,67 +492,3 @@ def run_distill(cfg: DistillConfig, session: Callable[[], ContextManager]) -> di
         (cfg.out / "rounds.md").write_text(
             f"# Self-distillation: {cfg.task.registry_name}\n\n" + table(baseline, rounds), encoding="utf-8")
         return summary
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# command line
-
-
-def cmd_distill(args: argparse.Namespace) -> int:
-    from medsynth.cli.main import _session, _train_config
-    from medsynth.spec import get_task
-
-    task = get_task(args.task_name or "ner", args.task_file)
-    if task.kind != "ner":
-        raise MedsynthError(f"task {task.name!r} is a {task.kind} task; `distill ner` needs an NER task",
-                            field="--task", value=task.name)
-    model = Path(args.ner_model)
-    if not (model / "config.json").is_file():
-        raise MedsynthError("not a trained model directory (no config.json); run `python -m medsynth train` first",
-                            where=str(model))
-    train_data = Path(args.train_data) if args.train_data else original_data(model)
-    if not (train_data / "hf").is_dir():
-        raise MedsynthError("not a medsynth dataset (no hf/ folder)", where=str(train_data))
-    if args.dataset is not None:
-        from medsynth.data.corpora.ner import list_corpora
-
-        if args.dataset not in list_corpora():
-            raise MedsynthError(f"unknown dataset; known datasets: {', '.join(list_corpora())}", field="--dataset",
-                                value=args.dataset)
-    out = Path(args.out)
-    cfg = DistillConfig(task=task, model=model, train_data=train_data, out=out, rounds=args.rounds,
-                        per_round=args.per_round, unlabeled=read_unlabeled(args.unlabeled) if args.unlabeled else None,
-                        dataset=args.dataset, data_dir=args.data_dir, limit=args.limit, seed=args.seed,
-                        train=_train_config(args), temperature=args.temperature, progress=not args.no_progress)
-    summary = run_distill(cfg, lambda: _session(args, log_dir=out))
-    print((out / "rounds.md").read_text(encoding="utf-8"))
-    print(f"{len(summary['rounds'])} rounds in {out} ({summary['this_run'].get('llm_calls', 0)} LLM calls this run)"
-          + (f"; stopped: {summary['stopped']}" if summary["stopped"] else ""))
-    return 0
-
-
-def add_command(sub: Any) -> None:
-    """Add `distill ner` to the `python -m medsynth` subparsers. `--model` names the small model here, so the
-    endpoint's model name moves to `--llm-model` (conflict_handler='resolve' drops the shared `--model`)."""
-    from medsynth.cli.main import _add_llm_options, _add_train_options, _positive_int
-
-    d = sub.add_parser("distill", help="self-distillation: the LLM coaches a small model's predictions, round by round",
-                       conflict_handler="resolve")
-    d.add_argument("kind", choices=["ner"])
-    _add_llm_options(d)
-    d.add_argument("--model", dest="ner_model", required=True, help="the small NER model to improve (a `train` output)")
-    d.add_argument("--llm-model", dest="llm_model", default=None, help="model name at --base-url (also OPENAI_MODEL)")
-    d.add_argument("--task", dest="task_name", default=None, help="task whose labels and guidelines the coach uses")
-    d.add_argument("--task-file", default=None)
-    d.add_argument("--train-data", default=None, help="the model's original training data (default: from its card)")
-    d.add_argument("--rounds", type=_positive_int, default=3)
-    d.add_argument("--per-round", type=_positive_int, default=50, help="sentences reviewed per round (default 50)")
-    d.add_argument("--unlabeled", default=None, help="sentences to use, one per line (default: the LLM writes them)")
-    d.add_argument("--dataset", default=None, help="score each round's model on this corpus's test split")
-    d.add_argument("--data-dir", default=None, help="benchmark data folder (default ../shared/data)")
-    d.add_argument("--limit", type=_positive_int, default=None, help="a fixed seeded sample of N test sentences")
-    d.add_argument("--out", default="runs/distill")
-    d.add_argument("--seed", type=int, default=13)
-    d.add_argument("--no-progress", action="store_true")
-    _add_train_options(d)
-    d.set_defaults(func=cmd_distill)

@@ -14,6 +14,7 @@ import statistics
 from collections import Counter
 from pathlib import Path
 
+from medsynth.data.jsonl import write_jsonl
 from medsynth.chat.build import AI_SYSTEM, HUMAN_SYSTEM
 from medsynth.chat.topics import TOPIC_SYSTEM
 from medsynth.data.export import SPLITS, _atomic_write, _table, split_of
@@ -34,11 +35,6 @@ def record(ex: Example) -> dict:
     """One data.jsonl line: the messages up front, provenance in meta."""
     meta = {k: v for k, v in ex.meta.items() if k not in ("messages", "topic")}
     return {"id": ex.id, "messages": ex.meta["messages"], "topic": ex.meta["topic"], "meta": meta}
-
-
-def write_jsonl(examples: list[Example], path: Path) -> None:
-    lines = [json.dumps(record(ex), ensure_ascii=False) for ex in examples]
-    _atomic_write(path, "\n".join(lines) + ("\n" if lines else ""))
 
 
 def _columns(examples: list[Example]) -> dict[str, list]:
@@ -154,7 +150,7 @@ def export_chat(out_dir: Path, examples: list[Example], identity: dict, totals: 
     parts = split(examples)
     desc = describe(examples)
     sizes = {s: len(v) for s, v in parts.items()}
-    write_jsonl(examples, out_dir / "data.jsonl")
+    write_jsonl(out_dir / "data.jsonl", (record(ex) for ex in examples))
     write_hf(parts, out_dir / "hf")
     _atomic_write(out_dir / "README.md", card(identity, desc, totals, sizes))
     _atomic_write(out_dir / "stats.json", json.dumps({**stats, "dataset": desc, "splits": sizes}, indent=2) + "\n")

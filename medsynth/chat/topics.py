@@ -10,12 +10,12 @@ second pass must come up with something new.
 
 from __future__ import annotations
 
-import hashlib
 import random
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from medsynth.hashing import seeded_rng, stable_seed
 from medsynth.chat.transcript import user_voice_problem
 from medsynth.errors import MedsynthError
 from medsynth.data.jsonl import read_utf8
@@ -82,7 +82,7 @@ class Slot:
 
 
 def _rng(*parts: object) -> random.Random:
-    return random.Random(int.from_bytes(hashlib.sha256("|".join(map(str, parts)).encode()).digest()[:8], "big"))
+    return seeded_rng(*parts)
 
 
 def grid(run_seed: int) -> list[tuple[str, str]]:
@@ -103,7 +103,7 @@ def slot_for(slot: int, run_seed: int, seeds: list[str] | None = None) -> Slot:
 
 def llm_seed(run_seed: int, slot: int, step: str) -> int:
     """Per-request LLM seed from the run seed, the slot and the step (topic, turn k)."""
-    return int.from_bytes(hashlib.sha256(f"chat|{run_seed}|{slot}|{step}".encode()).digest()[:4], "big") % (2**31 - 1)
+    return stable_seed("chat", run_seed, slot, step)
 
 
 def topic_messages(s: Slot, avoid: list[str]) -> list[dict]:

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
 from medsynth.errors import MedsynthError, UsageError
+from medsynth.hashing import DEFAULT_SEED
 
 
 class _Parser(argparse.ArgumentParser):
@@ -32,35 +32,52 @@ def _positive_int(value: str) -> int:
     return n
 
 
+def _llm_defaults() -> dict:
+    """SessionConfig's defaults: the CLI shows and uses the same values a notebook's SessionConfig() gets."""
+    from medsynth.llm.session import SessionConfig
+
+    return {name: f.default for name, f in SessionConfig.model_fields.items()}
+
+
 def _add_llm_options(p: argparse.ArgumentParser) -> None:
+    d = _llm_defaults()
     g = p.add_argument_group("LLM endpoint (default: the embedded local model on 127.0.0.1)")
-    g.add_argument("--llm", default="qwen", help="embedded model: qwen (default), tiny (SmolLM2-135M, tests), or a .gguf path")
+    g.add_argument("--llm", default=d["llm"], help="embedded model: qwen (default), tiny (SmolLM2-135M, tests), or a .gguf path")
     g.add_argument("--base-url", action="append", default=None,
                    help="any OpenAI-compatible endpoint (also OPENAI_BASE_URL); key from OPENAI_API_KEY. Repeat it "
                         "(or give a comma-separated list) to spread requests over several servers of one model")
     g.add_argument("--model", dest="llm_model", default=None, help="model name at --base-url (also OPENAI_MODEL)")
     g.add_argument("--threads", type=_positive_int, default=None,
                    help="CPU threads for the embedded model (default: all cores; use fewer to keep the machine usable)")
-    g.add_argument("--concurrency", type=_positive_int, default=1,
-                   help="requests in flight (default 1); with several --base-url, on each endpoint")
+    g.add_argument("--concurrency", type=_positive_int, default=d["concurrency"],
+                   help=f"requests in flight (default {d['concurrency']}); with several --base-url, on each endpoint")
     g.add_argument("--allow-mixed-models", action="store_true",
                    help="accept --base-url endpoints whose GET /models lists differ (default: refuse them)")
-    g.add_argument("--temperature", type=float, default=0.8)
-    g.add_argument("--max-tokens", type=_positive_int, default=256, help="cap per answer (default 256)")
-    g.add_argument("--timeout", type=float, default=180.0, help="seconds per request before a retry")
-    g.add_argument("--structured", choices=["auto", "llamacpp", "openai", "plain"], default="auto",
+    g.add_argument("--temperature", type=float, default=d["temperature"], help=f"sampling temperature (default {d['temperature']})")
+    g.add_argument("--max-tokens", type=_positive_int, default=d["max_tokens"],
+                   help=f"cap per answer (default {d['max_tokens']})")
+    g.add_argument("--timeout", type=float, default=d["timeout"],
+                   help=f"seconds per read before a retry (default {d['timeout']:g}); a request's total time is capped too")
+    g.add_argument("--structured", choices=["auto", "llamacpp", "openai", "plain"], default=d["structured"],
                    help="structured-output form: auto (per endpoint), llamacpp (json_object+schema grammar), "
                         "openai (json_schema: OpenAI, vLLM, SGLang), plain (JSON asked in the prompt only)")
     g.add_argument("--no-cache", action="store_true", help="bypass the response cache")
 
 
+def session_config(args: argparse.Namespace):
+    """The LLM options as a SessionConfig (library code never sees the Namespace)."""
+    from medsynth.llm.session import SessionConfig
+
+    return SessionConfig(llm=args.llm, base_url=args.base_url, model=args.llm_model, concurrency=args.concurrency,
+                         temperature=args.temperature, max_tokens=args.max_tokens, timeout=args.timeout,
+                         cache=not args.no_cache, structured=args.structured, threads=args.threads,
+                         allow_mixed_models=getattr(args, "allow_mixed_models", False))
+
+
 def _session(args: argparse.Namespace, log_dir: Path | None = None):
     from medsynth.llm.session import llm_session
 
-    return llm_session(llm=args.llm, base_url=args.base_url, model=args.llm_model, concurrency=args.concurrency,
-                       temperature=args.temperature, max_tokens=args.max_tokens, timeout=args.timeout,
-                       cache=not args.no_cache, log_dir=log_dir, structured=args.structured,
-                       threads=args.threads, allow_mixed_models=getattr(args, "allow_mixed_models", False))
+    return llm_session(session_config(args), log_dir=log_dir)
 
 
 def cmd_tasks(args: argparse.Namespace) -> int:
@@ -149,7 +166,7 @@ def _reference_config(cfg, args: argparse.Namespace):
 
 
 def _train_config(args: argparse.Namespace):
-    from medsynth.train.ner import TrainConfig
+    from medsynth.train.fit import TrainConfig
 
     fields = {"model": args.encoder, "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
               "max_length": args.max_length, "patience": args.patience, "seed": args.seed,
@@ -188,7 +205,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.backend == "spacy":
         from medsynth.train.spacy_ner import train_spacy
 
-        metrics = train_spacy(Path(args.data), Path(args.out), max_steps=args.max_steps, seed=args.seed or 13)
+        metrics = train_spacy(Path(args.data), Path(args.out), max_steps=args.max_steps, seed=args.seed)
         print(f"saved spaCy pipeline to {metrics['model_dir']}")
         return 0
     metrics = train_ner(Path(args.data), Path(args.out), _train_config(args), progress=not args.no_progress)
@@ -248,7 +265,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     from medsynth.generate.conventions import with_conventions
 
     task = with_conventions(task, ident.get("span_conventions"))  # derived from the run's --reference
-    cfg = BuildConfig(task=task, n=args.n, out=Path(args.out), seed=ident.get("seed", 13),
+    cfg = BuildConfig(task=task, n=args.n, out=Path(args.out), seed=ident.get("seed", DEFAULT_SEED),
                       format=ident.get("format", "json"), progress=False, curate=_curate_config(args, task))
     Path(args.out).mkdir(parents=True, exist_ok=True)
     stats = export_existing(cfg, source=src)
@@ -301,7 +318,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--n", type=_positive_int, default=None,
                    help="examples to keep (default 200); with --annotate: the first N texts (default all)")
     b.add_argument("--out", default=None, help="output directory (default runs/ner, runs/re or runs/chat)")
-    b.add_argument("--seed", type=int, default=13)
+    b.add_argument("--seed", type=int, default=DEFAULT_SEED)
     b.add_argument("--format", choices=["json", "inline"], default="json", help="LLM output format")
     b.add_argument("--seeds", default=None, help="chat: seed questions, one per line (default: LLM-proposed topics)")
     b.add_argument("--max-turns", type=_positive_int, default=6, help="chat: user questions per dialogue (default 6)")
@@ -333,7 +350,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--task", dest="task_kind", default="ner", choices=["ner", "re"])
     t.add_argument("--backend", choices=["transformers", "spacy"], default="transformers",
                    help="transformers (default: fine-tune an encoder) or spacy (tok2vec+ner from the DocBins)")
-    t.add_argument("--seed", type=int, default=None)
+    t.add_argument("--seed", type=int, default=DEFAULT_SEED)
     _add_weighting_options(t)
     t.add_argument("--no-progress", action="store_true")
     _add_train_options(t)
@@ -361,7 +378,7 @@ def build_parser() -> argparse.ArgumentParser:
     be.add_argument("--limit", type=_positive_int, default=None, help="a fixed seeded sample of N test sentences")
     be.add_argument("--shots", type=int, default=0, help="k-shot LLM baseline with examples from --train-data")
     be.add_argument("--out", default=None, help="results folder (default benchmarks/results/KIND-DATASET)")
-    be.add_argument("--seed", type=int, default=13)
+    be.add_argument("--seed", type=int, default=DEFAULT_SEED)
     _add_weighting_options(be)
     be.add_argument("--retrain", action="store_true", help="train again even if a model is saved")
     be.add_argument("--report-only", action="store_true", help="recompute tables from stored predictions")
@@ -374,7 +391,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_quality_commands(sub)
 
-    from medsynth.chat.distill import add_command as add_distill_command  # distill ner (self-distillation)
+    from medsynth.cli.distill import add_command as add_distill_command  # distill ner (self-distillation)
 
     add_distill_command(sub)
     return parser

@@ -12,7 +12,6 @@ folder that the next export into OUT finishes first (`recover_exports`), so the 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -20,8 +19,9 @@ import shutil
 import statistics
 from collections import Counter
 from pathlib import Path
-from typing import Iterable
 
+from medsynth.data.jsonl import write_jsonl
+from medsynth.hashing import stable_fraction
 from medsynth.spec import TaskSpec
 from medsynth.data.tokens import Token, spans_to_bio, tokenize
 from medsynth.records import DERIVED_FROM, NO_RELATION, Example, RelPair
@@ -40,8 +40,7 @@ def bio_labels(labels: list[str]) -> list[str]:
 
 def split_of(example_id: str, validation_fraction: float = 0.1) -> str:
     """Deterministic split by id hash: adding examples never moves an old one between splits."""
-    h = int(hashlib.sha256(example_id.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
-    return "validation" if h < validation_fraction else "train"
+    return "validation" if stable_fraction(example_id) < validation_fraction else "train"
 
 
 def _split(examples: list[Example]) -> dict[str, list[Example]]:
@@ -57,11 +56,6 @@ def _atomic_write(path: Path, text: str) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)
-
-
-def write_jsonl(examples: Iterable[Example], path: Path) -> None:
-    lines = [json.dumps(ex.model_dump(), ensure_ascii=False, sort_keys=False) for ex in examples]
-    _atomic_write(path, "\n".join(lines) + ("\n" if lines else ""))
 
 
 def _rows(examples: list[Example], tags: list[str], relations: bool = False) -> dict[str, list]:
@@ -189,8 +183,7 @@ def relation_pairs(examples: list[Example], task: TaskSpec, splits: dict[str, st
 
 
 def write_pairs(pairs: list[RelPair], path: Path) -> None:
-    lines = [json.dumps(p.model_dump(), ensure_ascii=False) for p in pairs]
-    _atomic_write(path, "\n".join(lines) + ("\n" if lines else ""))
+    write_jsonl(path, (p.model_dump() for p in pairs))
 
 
 def _brat_fragments(text: str, start: int, end: int) -> list[tuple[int, int]]:
@@ -488,7 +481,7 @@ def _write_set(out_dir: Path, examples: list[Example], task: TaskSpec, identity:
     parts = _split(examples)
     desc = describe(examples, task.label_names)
     relational = task.kind == "re"
-    write_jsonl(examples, out_dir / "data.jsonl")
+    write_jsonl(out_dir / "data.jsonl", (ex.model_dump() for ex in examples))
     write_hf(parts, task.label_names, out_dir / "hf", relations=relational)
     if relational:
         pairs = relation_pairs(examples, task, {ex.id: s for s, exs in parts.items() for ex in exs})

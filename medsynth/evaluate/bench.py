@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Callable, ContextManager, Iterator, Liter
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from medsynth.errors import MedsynthError
+from medsynth.hashing import DEFAULT_SEED
 from medsynth.evaluate import scores as evaluate
 from medsynth.evaluate.kinds import BenchKind, ModelPlan, SmallSystem, TestSet, kind_for
 from medsynth.evaluate.kinds.ner import model_mapping, weighting_suffix  # noqa: F401  (chat.distill maps labels alike)
@@ -54,7 +55,7 @@ class BenchConfig(BaseModel):
     out: Path
     data_dir: Path | None = None
     limit: int | None = None  # seeded sample of the test split
-    seed: int = 13
+    seed: int = DEFAULT_SEED
     train_data: list[Path] = Field(default_factory=list)
     train: TrainConfig  # default: the kind's trainer config (see _kind_default_train)
     retrain: bool = False

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Sequence
 
 from medsynth.evaluate.scores import Span, iob2_spans
+from medsynth.records import spans_overlap
 
 #: Kinds of a predicted entity that is not in gold (strictly), and of a gold entity that was not predicted.
 PRED_KINDS = ("spurious", "boundary", "wrong_type", "boundary_and_type")
@@ -48,10 +49,6 @@ def shape(tokens: Sequence[str]) -> str:
     return "one_word" if len(words) <= 1 else "multi_word"
 
 
-def _overlaps(a: Span, b: Span) -> bool:
-    return a[0] < b[1] and b[0] < a[1]
-
-
 def _boundary_kind(span: Span, other: Span) -> str:
     """How `span` sits against `other` (same type, overlapping, different bounds)."""
     if other[0] <= span[0] and span[1] <= other[1]:
@@ -66,7 +63,7 @@ def _kind(span: Span, others: list[Span]) -> tuple[str, Span | None]:
 
     Order matters when several overlap: same bounds with another type first, then a same-type overlap
     (a boundary error), then any overlap (boundary and type)."""
-    hits = [o for o in others if _overlaps(span, o)]
+    hits = [o for o in others if spans_overlap(span, o)]
     if not hits:
         return "none", None
     for o in hits:
@@ -96,7 +93,7 @@ def _count_side(c: Counter, tokens: Sequence[str], spans: list[Span], others: li
     against predictions ("gold", "missed"). Boundary details are kept for the predicted side only."""
     other_set = set(others)
     for s in spans:
-        c[f"overlap_{side}"] += any(_overlaps(s, o) and o[2] == s[2] for o in others)
+        c[f"overlap_{side}"] += any(spans_overlap(s, o) and o[2] == s[2] for o in others)
         if s in other_set:
             continue
         kind, other = _kind(s, others)

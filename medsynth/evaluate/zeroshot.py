@@ -27,7 +27,7 @@ from medsynth.llm.client import LLMClient
 from medsynth.llm.journal import AnswerJournal, answer_all
 from medsynth.generate.parse import load_json_object
 from medsynth.spec import TaskSpec
-from medsynth.train.predict_rel import mark_pair
+from medsynth.train.rel import mark_pair
 from medsynth.data.tokens import Token, spans_to_bio
 from medsynth.records import NO_RELATION, Example, Mention, RelPair
 

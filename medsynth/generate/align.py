@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 
 from medsynth.errors import MedsynthError
 from medsynth.data.tokens import tokenize
-from medsynth.records import Entity, Mention
+from medsynth.records import Entity, Mention, spans_overlap
 
 __all__ = ["AlignConfig", "AlignResult", "align", "check_invariant"]
 
@@ -403,10 +403,6 @@ def _place(sent: _Sentence, mention: Mention, config: AlignConfig) -> tuple[list
 # the whole sentence
 
 
-def _overlaps(a: tuple[int, int], b: tuple[int, int]) -> bool:
-    return a[0] < b[1] and b[0] < a[1]
-
-
 def align(text: str, mentions: list[Mention], config: AlignConfig, targets: list[Mention] | None = None) -> AlignResult:
     """Exact, sorted, disjoint spans for `mentions` in `text`, with every repair and rejection counted."""
     sent = _Sentence(text)
@@ -442,7 +438,7 @@ def align(text: str, mentions: list[Mention], config: AlignConfig, targets: list
 
     kept: list[tuple[_Placed, _Occ]] = []
     for p, occ in sorted(primaries, key=lambda po: (-(po[1].end - po[1].start), po[0].index)):
-        if any(_overlaps((occ.start, occ.end), (o.start, o.end)) for _, o in kept):
+        if any(spans_overlap((occ.start, occ.end), (o.start, o.end)) for _, o in kept):
             rejections["overlap"] += 1
             continue
         kept.append((p, occ))
@@ -454,7 +450,7 @@ def align(text: str, mentions: list[Mention], config: AlignConfig, targets: list
     spans: list[tuple[int, int, str]] = [(o.start, o.end, p.label) for p, o in kept]
     for p, occ in sorted(kept, key=lambda po: (-(po[1].end - po[1].start), po[0].index)):
         for extra in p.occs:
-            if extra is occ or any(_overlaps((extra.start, extra.end), (s, e)) for s, e, _ in spans):
+            if extra is occ or any(spans_overlap((extra.start, extra.end), (s, e)) for s, e, _ in spans):
                 continue
             spans.append((extra.start, extra.end, p.label))
             repairs["extra_occurrence"] += 1
@@ -470,7 +466,7 @@ def _choose(p: _Placed, claims: dict[tuple[int, int], str]) -> tuple[_Occ | None
     """The listed span for one mention: the first occurrence not yet claimed (so k listings get k spans)."""
     cands = p.occs[:1] if p.pinned else p.occs
     for occ in cands:
-        if not any(_overlaps((occ.start, occ.end), span) for span in claims):
+        if not any(spans_overlap((occ.start, occ.end), span) for span in claims):
             return occ, None
     same_span = [claims[(o.start, o.end)] for o in cands if (o.start, o.end) in claims]
     if p.label in same_span:

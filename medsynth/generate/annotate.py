@@ -29,6 +29,7 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+from medsynth.hashing import prompt_hash as _prompt_hash
 from medsynth.generate.align import AlignConfig, align
 from medsynth.errors import MedsynthError
 from medsynth.generate.filter import check_annotation
@@ -126,7 +127,7 @@ def messages(task: TaskSpec, text: str) -> list[dict]:
 def prompt_hash(task: TaskSpec) -> str:
     """Identifies the annotation prompt template (its system message); stored in meta and the run identity."""
     system = messages(task, "")[0]["content"]
-    return hashlib.sha256(json.dumps([PROMPT_VERSION, system]).encode()).hexdigest()[:16]
+    return _prompt_hash([PROMPT_VERSION, system])
 
 
 @dataclass

@@ -19,6 +19,7 @@ from typing import Callable, Iterator
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from medsynth.hashing import DEFAULT_SEED
 from medsynth.generate import annotate as annotating
 from medsynth.generate import prompt as prompting
 from medsynth.llm.aio import run_sync
@@ -43,7 +44,7 @@ class BuildConfig(BaseModel):
     task: TaskSpec
     n: int = Field(gt=0)
     out: Path
-    seed: int = 13
+    seed: int = DEFAULT_SEED
     format: prompting.OutputFormat = "json"
     temperature: float = 0.8
     max_tokens: int = 256

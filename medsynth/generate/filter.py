@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 from medsynth.generate.plan import Plan
 from medsynth.spec import TaskSpec
-from medsynth.records import Entity
+from medsynth.records import Entity, spans_overlap
 
 NEGATIVE_NOT_EMPTY = "negative_not_empty"
 _MARKUP = re.compile(r"\]\(|\[[A-Za-z]+\]|\{\s*\"|\"\s*:|<[A-Za-z/][^>]{0,20}>|```")
@@ -57,8 +57,8 @@ def _lexicon_patterns(task: TaskSpec) -> list[tuple[re.Pattern, str]]:
     return pats
 
 
-def _overlaps(start: int, end: int, entities: list[Entity]) -> bool:
-    return any(start < e.end and e.start < end for e in entities)
+def _covered(start: int, end: int, entities: list[Entity]) -> bool:
+    return any(spans_overlap((start, end), (e.start, e.end)) for e in entities)
 
 
 def complete_from_lexicon(text: str, entities: list[Entity], task: TaskSpec) -> tuple[list[Entity], int]:
@@ -66,7 +66,7 @@ def complete_from_lexicon(text: str, entities: list[Entity], task: TaskSpec) -> 
     added: list[Entity] = []
     for pattern, label in _lexicon_patterns(task):
         for m in pattern.finditer(text):
-            if not _overlaps(m.start(), m.end(), entities + added):
+            if not _covered(m.start(), m.end(), entities + added):
                 added.append(Entity(start=m.start(), end=m.end(), label=label, text=m.group()))
     return sorted(entities + added, key=lambda e: e.start), len(added)
 
@@ -85,7 +85,7 @@ def complete_abbreviations(text: str, entities: list[Entity]) -> tuple[list[Enti
             continue
         abbr = m.group(1)
         for occ in re.finditer(r"(?<![\w-])" + re.escape(abbr) + r"(?![\w-])", text):
-            if occ.start() >= m.start(1) and not _overlaps(occ.start(), occ.end(), entities + added):
+            if occ.start() >= m.start(1) and not _covered(occ.start(), occ.end(), entities + added):
                 added.append(Entity(start=occ.start(), end=occ.end(), label=ent.label, text=abbr))
     return sorted(entities + added, key=lambda e: e.start), len(added)
 

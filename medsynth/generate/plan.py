@@ -13,12 +13,12 @@ name (cycling evenly) or "none" for `negative_fraction` of the plans. NER plans 
 
 from __future__ import annotations
 
-import hashlib
 import random
 from functools import lru_cache
 
 from pydantic import BaseModel, Field
 
+from medsynth.hashing import DEFAULT_SEED, seeded_rng, stable_seed
 from medsynth.errors import MedsynthError
 from medsynth.spec import StyleSpec, TaskSpec
 from medsynth.records import NO_RELATION, Mention
@@ -71,8 +71,7 @@ class PlanStats(BaseModel):
 
 
 def _rng(*parts: object) -> random.Random:
-    digest = hashlib.sha256("|".join(map(str, parts)).encode()).digest()
-    return random.Random(int.from_bytes(digest[:8], "big"))
+    return seeded_rng(*parts)
 
 
 @lru_cache(maxsize=64)
@@ -147,7 +146,7 @@ class Planner:
     lexicon term for the r-th use of a label is term r of the label's seeded permutation, so terms are used
     round-robin and every term appears once before any appears twice."""
 
-    def __init__(self, task: TaskSpec, run_seed: int = 13, stats: PlanStats | None = None):
+    def __init__(self, task: TaskSpec, run_seed: int = DEFAULT_SEED, stats: PlanStats | None = None):
         self.task, self.run_seed, self.stats = task, run_seed, stats
         self._labels: list[list[str]] = []  # labels chosen for each slot planned so far
         self._uses: list[dict[str, int]] = []  # per-label uses before each slot
@@ -187,7 +186,7 @@ class Planner:
                 continue
             seen.add(term.lower())
             targets.append(Mention(text=term, label=label))
-        seed = int.from_bytes(hashlib.sha256(f"{self.run_seed}|{slot}".encode()).digest()[:4], "big") % (2**31 - 1)
+        seed = _llm_seed(self.run_seed, slot)
         min_words, max_words = self._words(slot, style)
         return Plan(slot=slot, seed=seed, style=style.name, style_description=style.description,
                     min_words=min_words, max_words=max_words, targets=targets,
@@ -317,13 +316,13 @@ def _is_negative(slot: int, fraction: float, phase: float) -> bool:
 
 def _llm_seed(run_seed: int, slot: int) -> int:
     """The per-request LLM seed (same formula as the NER path)."""
-    return int.from_bytes(hashlib.sha256(f"{run_seed}|{slot}".encode()).digest()[:4], "big") % (2**31 - 1)
+    return stable_seed(run_seed, slot)
 
 
 _PLANNERS: dict[tuple, Planner] = {}
 
 
-def make_plan(task: TaskSpec, slot: int, run_seed: int = 13, stats: PlanStats | None = None) -> Plan:
+def make_plan(task: TaskSpec, slot: int, run_seed: int = DEFAULT_SEED, stats: PlanStats | None = None) -> Plan:
     """The plan for one request slot; deterministic in (task, slot, run_seed, stats)."""
     key = (id(task), task.registry_name, run_seed, None if stats is None else stats.model_dump_json())
     if key not in _PLANNERS:

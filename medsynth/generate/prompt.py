@@ -11,10 +11,9 @@ and only the short plan-specific user message is evaluated per request.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from typing import Literal
 
+from medsynth.hashing import prompt_hash as _prompt_hash
 from medsynth.generate.plan import Plan
 from medsynth.spec import TaskSpec
 
@@ -215,5 +214,4 @@ def _re_schema(task: TaskSpec, plan: Plan, text: dict) -> dict:
 
 def prompt_hash(task: TaskSpec, fmt: OutputFormat) -> str:
     """Identifies the prompt template (not the plan): stored in every example's meta for provenance."""
-    payload = json.dumps([PROMPT_VERSION, fmt, system_prompt(task, fmt)], sort_keys=True)
-    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+    return _prompt_hash([PROMPT_VERSION, fmt, system_prompt(task, fmt)])

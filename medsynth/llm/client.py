@@ -83,9 +83,9 @@ class LLMConfig(BaseModel):
     api_key: SecretStr | None = Field(default=None, exclude=True, repr=False)
     temperature: float = Field(0.8, ge=0.0, le=2.0)
     top_p: float = Field(0.95, gt=0.0, le=1.0)
-    max_tokens: int = Field(320, ge=1)
+    max_tokens: int = Field(256, ge=1)
     concurrency: int = Field(1, ge=1)
-    timeout: float = Field(120.0, gt=0.0)
+    timeout: float = Field(180.0, gt=0.0)
     deadline: float | None = Field(None, gt=0.0, description="total seconds per request, retries included "
                                    "(default max(300, 2 × timeout))")
     max_retries: int = Field(5, ge=0)

@@ -11,10 +11,10 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from platformdirs import user_cache_dir
-from pydantic import SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from medsynth.llm.cache import ResponseCache
-from medsynth.llm.client import LLMClient, LLMConfig, endpoint_from_env
+from medsynth.llm.client import LLMClient, LLMConfig, StructuredMode, endpoint_from_env
 from medsynth.llm.pool import PROBE_TIMEOUT, EndpointPool, probe_endpoints, split_urls
 
 
@@ -44,27 +44,55 @@ def default_cache_path() -> Path:
     return root / "responses.sqlite"
 
 
+def _client_default(name: str) -> object:
+    """LLMConfig's default for `name`: the request defaults (max_tokens, timeout, ...) are set there once."""
+    return LLMConfig.model_fields[name].default
+
+
+class SessionConfig(BaseModel):
+    """Which LLM a command talks to and how: an OpenAI-compatible endpoint (`base_url` + `model`, or
+    OPENAI_BASE_URL / OPENAI_MODEL) or the embedded model `llm`, plus the request defaults. The CLI fills one
+    from its options (and takes its option defaults from here); notebooks build one directly."""
+
+    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
+
+    llm: str = "qwen"  # embedded model: qwen, tiny or a .gguf path (unused with base_url)
+    base_url: str | list[str] | None = None  # several: one pool (medsynth.llm.pool)
+    model: str | None = None
+    allow_mixed_models: bool = False  # a pool whose endpoints serve different models is refused otherwise
+    concurrency: int = Field(_client_default("concurrency"), ge=1)
+    temperature: float = Field(_client_default("temperature"), ge=0.0, le=2.0)
+    max_tokens: int = Field(_client_default("max_tokens"), ge=1)
+    timeout: float = Field(_client_default("timeout"), gt=0.0)
+    structured: StructuredMode = _client_default("structured")  # type: ignore[assignment]
+    cache: bool | Path = True  # False: no response cache; a Path: that cache file
+    threads: int | None = Field(None, ge=1)  # CPU threads for the embedded model (None: all cores)
+    n_ctx: int = Field(4096, ge=256)
+    max_restarts: int = Field(3, ge=0)
+
+
 @contextmanager
-def llm_session(*, llm: str = "qwen", base_url: str | list[str] | None = None, model: str | None = None,
-                concurrency: int = 1, temperature: float = 0.8, max_tokens: int = 256, timeout: float = 180.0,
-                cache: bool | Path = True, log_dir: Path | None = None, n_ctx: int = 4096,
-                max_restarts: int = 3, structured: str = "auto",
-                threads: int | None = None, allow_mixed_models: bool = False) -> Iterator[LLMSession]:
-    """`base_url` may name several endpoints (a list, or comma-separated as OPENAI_BASE_URL may be): they are
-    served as one pool (medsynth.llm.pool), `concurrency` requests in flight on each."""
-    base_url, model = endpoint_from_env(",".join(split_urls(base_url)) or None, model)
+def llm_session(config: SessionConfig | None = None, *, log_dir: Path | None = None,
+                **fields: object) -> Iterator[LLMSession]:
+    """A ready client for `config` (keyword `fields` override or replace it: `llm_session(base_url=..., model=...)`),
+    with the embedded server started for the session and stopped on exit; `log_dir` gets its log. `base_url` may
+    name several endpoints (a list, or comma-separated as OPENAI_BASE_URL may be): they are served as one pool
+    (medsynth.llm.pool), `concurrency` requests in flight on each."""
+    cfg = SessionConfig(**{**(config.model_dump() if config else {}), **fields})
+    llm, threads, n_ctx, max_restarts, cache = cfg.llm, cfg.threads, cfg.n_ctx, cfg.max_restarts, cfg.cache
+    base_url, model = endpoint_from_env(",".join(split_urls(cfg.base_url)) or None, cfg.model)
     response_cache = None
     if cache:
         response_cache = ResponseCache(cache if isinstance(cache, Path) else default_cache_path())
     key = os.environ.get("OPENAI_API_KEY")
-    common = dict(concurrency=concurrency, temperature=temperature, max_tokens=max_tokens, timeout=timeout, structured=structured,
-                  api_key=SecretStr(key) if key else None)
+    common = dict(concurrency=cfg.concurrency, temperature=cfg.temperature, max_tokens=cfg.max_tokens,
+                  timeout=cfg.timeout, structured=cfg.structured, api_key=SecretStr(key) if key else None)
     if base_url:
         if not model:
             from medsynth.errors import UsageError
 
             raise UsageError("--base-url needs --model (or OPENAI_MODEL) naming the model to call")
-        yield LLMSession(_remote_client(split_urls(base_url), model, common, response_cache, allow_mixed_models),
+        yield LLMSession(_remote_client(split_urls(base_url), model, common, response_cache, cfg.allow_mixed_models),
                          model, None)
         return
 

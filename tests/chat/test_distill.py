@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from medsynth.chat.distill import (coach_messages, coach_schema, combined_data, parse_coach, parse_sentence,
-                              read_unlabeled, review, table)
+from medsynth.chat.coach import coach_messages, coach_schema, parse_coach, parse_sentence
+from medsynth.chat.distill import combined_data, read_unlabeled, review, table
 from medsynth.errors import MedsynthError
 from medsynth.spec import get_task
 from medsynth.records import Entity, Example

@@ -45,7 +45,7 @@ def test_success_and_token_accounting():
     assert stats["retries"] == 0 and stats["errors"] == 0 and stats["cache_hits"] == 0
     body1, body2 = double.requests
     assert body1["model"] == "test-model" and body1["seed"] == 7 and body1["messages"] == MESSAGES
-    assert body1["temperature"] == 0.8 and body1["top_p"] == 0.95 and body1["max_tokens"] == 320
+    assert body1["temperature"] == 0.8 and body1["top_p"] == 0.95 and body1["max_tokens"] == 256
     assert "response_format" not in body1  # schema=None → no response_format at all
     assert body2["temperature"] == 0.1 and body2["max_tokens"] == 50 and "seed" not in body2
     assert double.errors == []

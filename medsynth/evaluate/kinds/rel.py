@@ -175,7 +175,7 @@ class REKind:
         import time
 
         from medsynth.train.predict import pick_device
-        from medsynth.train.predict_rel import REPredictor
+        from medsynth.train.predict import REPredictor
 
         predictor = REPredictor(model_dir, device=cfg.train.device)
         rows: list[dict] = []
