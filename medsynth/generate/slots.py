@@ -69,6 +69,9 @@ async def run_slots(cfg: SlotConfig, client: LLMClient, store: RunStore, run_slo
     kept = store.count_examples()
     cap = max(int(cfg.n * cfg.max_request_factor), cfg.n + 20)
     in_flight: dict[asyncio.Task, int] = {}
+    # Restarts so far, and the restart count each request was sent under: requests already in flight when the
+    # endpoint died fail together, and must not use up a second restart for the outage the first one fixed.
+    restarts, sent_under = 0, {}
     next_slot, failures, consecutive, stop_reason = 0, Counter(), 0, None
     initial = min(kept, cfg.n) if slot_limit is None else sum(1 for s in done if s < slot_limit)
     bar = tqdm(total=slot_limit or cfg.n, initial=initial, desc=desc, unit=unit, disable=not cfg.progress,
@@ -85,25 +88,28 @@ async def run_slots(cfg: SlotConfig, client: LLMClient, store: RunStore, run_slo
                 if slot_limit is None and len(done) + len(in_flight) >= cap:
                     stop_reason = stop_reason or "request_cap"
                     break
-                in_flight[asyncio.ensure_future(run_slot(next_slot))] = next_slot
+                task = asyncio.ensure_future(run_slot(next_slot))
+                in_flight[task], sent_under[task] = next_slot, restarts
                 next_slot += 1
             if not in_flight:
                 break
             finished, _ = await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
             for task in finished:
-                slot = in_flight.pop(task)
+                slot, stale = in_flight.pop(task), sent_under.pop(task) < restarts
                 out = task.result()
                 if out.status == "failed":
                     if on_failed is not None:
                         on_failed(out)
                     failures[out.error or "?"] += 1
-                    consecutive += 1
                     next_slot = min(next_slot, slot)  # retry this slot later (its finished calls are cached)
+                    if stale:  # sent before the last restart: the outage it saw is already dealt with
+                        continue
+                    consecutive += 1
                     if consecutive >= cfg.max_endpoint_failures:
                         if not (on_endpoint_failure and on_endpoint_failure()):
                             raise EndpointError(f"{consecutive} requests in a row failed (last: {out.error}); "
                                                 f"{kept} {noun} are kept in {store.path} — re-run to resume")
-                        consecutive = 0
+                        consecutive, restarts = 0, restarts + 1
                     continue
                 consecutive = 0
                 status = commit(out)
