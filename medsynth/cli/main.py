@@ -39,7 +39,13 @@ def _add_llm_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--model", dest="llm_model", default=None, help="model name at --base-url (also OPENAI_MODEL)")
     g.add_argument("--threads", type=_positive_int, default=None,
                    help="CPU threads for the embedded model (default: all cores; use fewer to keep the machine usable)")
-    g.add_argument("--concurrency", type=_positive_int, default=1, help="requests in flight (default 1)")
+    g.add_argument("--concurrency", type=_positive_int, default=None,
+                   help="requests in flight (default: the embedded server's slot count; 1 for --base-url)")
+    g.add_argument("--server", choices=["auto", "llama-server", "llama-cpp-python"], default=None,
+                   help="embedded engine (default: $MEDSYNTH_SERVER, else auto = llama-server when `make setup` "
+                        "built it, else llama-cpp-python)")
+    g.add_argument("--slots", type=_positive_int, default=None,
+                   help="parallel slots of the embedded llama-server (default 4)")
     g.add_argument("--temperature", type=float, default=0.8)
     g.add_argument("--max-tokens", type=_positive_int, default=256, help="cap per answer (default 256)")
     g.add_argument("--timeout", type=float, default=180.0, help="seconds per request before a retry")
@@ -55,7 +61,7 @@ def _session(args: argparse.Namespace, log_dir: Path | None = None):
     return llm_session(llm=args.llm, base_url=args.base_url, model=args.llm_model, concurrency=args.concurrency,
                        temperature=args.temperature, max_tokens=args.max_tokens, timeout=args.timeout,
                        cache=not args.no_cache, log_dir=log_dir, structured=args.structured,
-                       threads=args.threads)
+                       threads=args.threads, server=args.server, slots=args.slots)
 
 
 def cmd_tasks(args: argparse.Namespace) -> int:
