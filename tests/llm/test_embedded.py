@@ -374,3 +374,53 @@ def test_server_env_drops_settings_llama_cpp_would_read(monkeypatch):
     env = embedded._server_env()
     assert not {"PORT", "API_KEY", "Seed", "LLAMA_ARG_PORT", "LLAMA_API_KEY", "AIP_MODE"} & set(env)
     assert env["MEDSYNTH_KEEP_ME"] == "yes" and env["PATH"] == os.environ["PATH"]
+
+
+# -- the session's client for llama-server ----------------------------------------------------------------
+class _FakeServer:
+    """What EmbeddedClient needs of LocalServer: the slot count and the prompt-sharing call, recorded with how
+    many requests the double was serving at that moment."""
+
+    def __init__(self, slots: int, double):
+        self.slots, self.double, self.shared_while = slots, double, []
+
+    def share_prompt_cache(self) -> bool:
+        self.shared_while.append(self.double.in_flight)
+        return True
+
+
+def test_embedded_client_runs_the_first_request_alone_then_shares_its_prompt():
+    import asyncio
+
+    from medsynth.llm.client import LLMConfig, forget_endpoint_modes
+    from medsynth.llm.session import EmbeddedClient
+    from tests.llm_double import Fault, LLMDouble
+
+    forget_endpoint_modes()
+    with LLMDouble(lambda request: Fault.slow(0.2, "ok")) as double:
+        server = _FakeServer(4, double)
+        client = EmbeddedClient(LLMConfig(base_url=double.base_url, model="double-model", concurrency=4,
+                                          max_retries=0), None, server)
+
+        async def run() -> list:
+            first = asyncio.gather(*(client.complete([{"role": "user", "content": f"q{i}"}]) for i in range(4)))
+            replies = await first
+            await client.aclose()
+            return replies
+
+        replies = asyncio.run(run())
+        requests = [r["messages"][0]["content"] for r in double.requests]
+    assert all(r.text == "ok" for r in replies) and len(requests) == 4
+    # the share ran once, with nothing in flight (the first request had finished and no other had started) …
+    assert server.shared_while == [0] and client.warm.is_set()
+    # … and afterwards the other three went out together
+    assert double.max_in_flight == 3
+
+
+def test_embedded_client_with_one_slot_does_not_wait():
+    from medsynth.llm.client import LLMConfig
+    from medsynth.llm.session import EmbeddedClient
+
+    server = _FakeServer(1, None)
+    client = EmbeddedClient(LLMConfig(base_url="http://127.0.0.1:9/v1", model="m"), None, server)
+    assert client.warm.is_set() and server.shared_while == []
