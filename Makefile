@@ -8,7 +8,10 @@ PYTEST_ARGS ?=
 
 .PHONY: setup demo test test-all bench-ner clean
 
+# setup = the venv (pip installs, once) + llama.cpp's llama-server built from the pinned llama-cpp-python sdist into
+# $(BIN)/llama-server (~5 min once; the script is idempotent and says in one line when cmake or a compiler is missing).
 setup: $(VENV)/.installed
+	$(BIN)/python -m medsynth.llm.build_server --dest $(BIN)/llama-server --jobs $$(nproc 2>/dev/null || echo 2)
 
 $(VENV)/.installed: pyproject.toml requirements-models.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)

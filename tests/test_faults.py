@@ -230,7 +230,8 @@ def test_restarted_server_on_another_port_is_followed(cache_env, standin_server)
     cfg = BuildConfig(task=task, n=n, out=out, max_endpoint_failures=2, progress=False)
     squatter = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # the dead server's sockets sit in TIME_WAIT
-    with llm_session(llm=str(standin_server), cache=False, log_dir=out, max_restarts=1) as session:
+    with llm_session(llm=str(standin_server), cache=False, log_dir=out, max_restarts=1,
+                     concurrency=1) as session:  # one request in flight: exactly one restart
         _fast_failover(session.client)
         old_url = session.client.config.base_url
 
@@ -321,7 +322,9 @@ def test_real_tiny_server_killed_mid_run(cache_env, monkeypatch, capsys):
         mentions_per_sentence: [1, 1]
         empty_fraction: 0
     """), encoding="utf-8")
-    out, mark = cache_env / "tiny", "llama_cpp.server"
+    # The child to kill is whichever engine serves the embedded model (llama-server once `make setup` built it).
+    mark = "llama-server" if embedded.choose_engine() == embedded.LLAMA_SERVER else "llama_cpp.server"
+    out = cache_env / "tiny"
     base = ["build", "ner", "--task-file", str(task_file), "--llm", "tiny", "--threads", "1", "--max-tokens", "80",
             "--temperature", "0.3", "--out", str(out), "--no-progress"]
     with monkeypatch.context() as mp:

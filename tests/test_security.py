@@ -149,9 +149,14 @@ def test_sources_never_enable_remote_code_or_unpickle():
     assert loaders  # the check above looked at the files that load models
 
 
-def test_embedded_server_binds_loopback_only(tmp_path):
-    cmd = LocalServer(tmp_path / "m.gguf", "alias", port=8123).command()
-    assert cmd[:3] == [sys.executable, "-m", "llama_cpp.server"]
+@pytest.mark.parametrize("engine", ["llama-server", "llama-cpp-python"])
+def test_embedded_server_binds_loopback_only(tmp_path, monkeypatch, engine):
+    monkeypatch.setenv("MEDSYNTH_LLAMA_SERVER", str(tmp_path / "llama-server"))  # the command only names it
+    cmd = LocalServer(tmp_path / "m.gguf", "alias", port=8123, engine=engine).command()
+    if engine == "llama-cpp-python":
+        assert cmd[:3] == [sys.executable, "-m", "llama_cpp.server"]
+    else:
+        assert cmd[0] == str(tmp_path / "llama-server")
     host = cmd.index("--host")
     assert cmd[host + 1] == "127.0.0.1" and cmd.count("--host") == 1
     assert not any(part in ("0.0.0.0", "::", "[::]") for part in cmd)

@@ -49,10 +49,16 @@ def _add_llm_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--model", dest="llm_model", default=None, help="model name at --base-url (also OPENAI_MODEL)")
     g.add_argument("--threads", type=_positive_int, default=None,
                    help="CPU threads for the embedded model (default: all cores; use fewer to keep the machine usable)")
-    g.add_argument("--concurrency", type=_positive_int, default=d["concurrency"],
-                   help=f"requests in flight (default {d['concurrency']}); with several --base-url, on each endpoint")
+    g.add_argument("--concurrency", type=_positive_int, default=None,
+                   help="requests in flight (default: the embedded server's slot count; 1 for --base-url); "
+                        "with several --base-url, on each endpoint")
     g.add_argument("--allow-mixed-models", action="store_true",
                    help="accept --base-url endpoints whose GET /models lists differ (default: refuse them)")
+    g.add_argument("--server", choices=["auto", "llama-server", "llama-cpp-python"], default=None,
+                   help="embedded engine (default: $MEDSYNTH_SERVER, else auto = llama-server when `make setup` "
+                        "built it, else llama-cpp-python)")
+    g.add_argument("--slots", type=_positive_int, default=None,
+                   help="parallel slots of the embedded llama-server (default 4)")
     g.add_argument("--temperature", type=float, default=d["temperature"], help=f"sampling temperature (default {d['temperature']})")
     g.add_argument("--max-tokens", type=_positive_int, default=d["max_tokens"],
                    help=f"cap per answer (default {d['max_tokens']})")
@@ -71,7 +77,8 @@ def session_config(args: argparse.Namespace):
     return SessionConfig(llm=args.llm, base_url=args.base_url, model=args.llm_model, concurrency=args.concurrency,
                          temperature=args.temperature, max_tokens=args.max_tokens, timeout=args.timeout,
                          cache=not args.no_cache, structured=args.structured, threads=args.threads,
-                         allow_mixed_models=getattr(args, "allow_mixed_models", False))
+                         allow_mixed_models=getattr(args, "allow_mixed_models", False),
+                         server=getattr(args, "server", None), slots=getattr(args, "slots", None))
 
 
 def _session(args: argparse.Namespace, log_dir: Path | None = None):

@@ -4,18 +4,50 @@ named (`--base-url/--model`, or OPENAI_BASE_URL / OPENAI_MODEL), or the embedded
 
 from __future__ import annotations
 
+import asyncio
 import os
+import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator
 
 from platformdirs import user_cache_dir
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from medsynth.llm.cache import ResponseCache
-from medsynth.llm.client import LLMClient, LLMConfig, StructuredMode, endpoint_from_env
+from medsynth.llm.client import LLMClient, LLMConfig, LLMResponse, StructuredMode, endpoint_from_env
 from medsynth.llm.pool import PROBE_TIMEOUT, EndpointPool, probe_endpoints, split_urls
+
+if TYPE_CHECKING:
+    from medsynth.llm.embedded import LocalServer
+
+
+class EmbeddedClient(LLMClient):
+    """The client of the embedded llama-server: lets the first request finish alone, then has the server share
+    its prompt with the other slots (`LocalServer.share_prompt_cache`), so a run that starts N requests at once
+    evaluates the task's long system prompt once instead of N times."""
+
+    def __init__(self, config: LLMConfig, cache: ResponseCache | None, server: "LocalServer"):
+        super().__init__(config, cache)
+        self.server = server
+        self.warm = threading.Event()  # set once the prompt is shared; cleared when the server restarts
+        self._warm_locks: dict[asyncio.AbstractEventLoop, asyncio.Lock] = {}
+        if server.slots < 2:
+            self.warm.set()  # nothing to share with
+
+    async def complete(self, messages: list[dict], **kwargs) -> LLMResponse:
+        if self.warm.is_set():
+            return await super().complete(messages, **kwargs)
+        lock = self._warm_locks.setdefault(asyncio.get_running_loop(), asyncio.Lock())
+        async with lock:
+            if not self.warm.is_set():
+                response = await super().complete(messages, **kwargs)
+                if response.text is not None and not response.cached:  # it reached the server: slot 0 holds it
+                    await asyncio.to_thread(self.server.share_prompt_cache)
+                    self.warm.set()
+                return response
+        return await super().complete(messages, **kwargs)
 
 
 @dataclass
@@ -23,6 +55,7 @@ class LLMSession:
     client: LLMClient | EndpointPool  # a pool presents the same interface (several --base-url)
     model_name: str
     restart: Callable[[], bool] | None  # restarts a dead embedded server; None for remote endpoints
+    server: "LocalServer | None" = None  # the embedded server (engine, slots, URLs); None for remote endpoints
 
 
 def _remote_client(urls: list[str], model: str, common: dict, cache: ResponseCache | None,
@@ -60,7 +93,7 @@ class SessionConfig(BaseModel):
     base_url: str | list[str] | None = None  # several: one pool (medsynth.llm.pool)
     model: str | None = None
     allow_mixed_models: bool = False  # a pool whose endpoints serve different models is refused otherwise
-    concurrency: int = Field(_client_default("concurrency"), ge=1)
+    concurrency: int | None = Field(None, ge=1)  # None: the embedded server's slot count, 1 for --base-url
     temperature: float = Field(_client_default("temperature"), ge=0.0, le=2.0)
     max_tokens: int = Field(_client_default("max_tokens"), ge=1)
     timeout: float = Field(_client_default("timeout"), gt=0.0)
@@ -69,6 +102,8 @@ class SessionConfig(BaseModel):
     threads: int | None = Field(None, ge=1)  # CPU threads for the embedded model (None: all cores)
     n_ctx: int = Field(4096, ge=256)
     max_restarts: int = Field(3, ge=0)
+    server: str | None = None  # embedded engine: llama-server | llama-cpp-python | auto (None: $MEDSYNTH_SERVER)
+    slots: int | None = Field(None, ge=1)  # parallel slots of the embedded llama-server (None: its default)
 
 
 @contextmanager
@@ -77,34 +112,39 @@ def llm_session(config: SessionConfig | None = None, *, log_dir: Path | None = N
     """A ready client for `config` (keyword `fields` override or replace it: `llm_session(base_url=..., model=...)`),
     with the embedded server started for the session and stopped on exit; `log_dir` gets its log. `base_url` may
     name several endpoints (a list, or comma-separated as OPENAI_BASE_URL may be): they are served as one pool
-    (medsynth.llm.pool), `concurrency` requests in flight on each."""
+    (medsynth.llm.pool), `concurrency` requests in flight on each. `concurrency` defaults to the embedded server's
+    slot count (so every slot has a request to decode) and to 1 for a remote endpoint; `server` picks the embedded
+    engine (llama-server | llama-cpp-python | auto; default $MEDSYNTH_SERVER, else auto), `slots` its parallel
+    slots and `n_ctx` the context of each."""
     cfg = SessionConfig(**{**(config.model_dump() if config else {}), **fields})
     llm, threads, n_ctx, max_restarts, cache = cfg.llm, cfg.threads, cfg.n_ctx, cfg.max_restarts, cfg.cache
     base_url, model = endpoint_from_env(",".join(split_urls(cfg.base_url)) or None, cfg.model)
+    concurrency, server, slots = cfg.concurrency, cfg.server, cfg.slots
     response_cache = None
     if cache:
         response_cache = ResponseCache(cache if isinstance(cache, Path) else default_cache_path())
     key = os.environ.get("OPENAI_API_KEY")
-    common = dict(concurrency=cfg.concurrency, temperature=cfg.temperature, max_tokens=cfg.max_tokens,
-                  timeout=cfg.timeout, structured=cfg.structured, api_key=SecretStr(key) if key else None)
+    common = dict(temperature=cfg.temperature, max_tokens=cfg.max_tokens, timeout=cfg.timeout,
+                  structured=cfg.structured, api_key=SecretStr(key) if key else None)
     if base_url:
         if not model:
             from medsynth.errors import UsageError
 
             raise UsageError("--base-url needs --model (or OPENAI_MODEL) naming the model to call")
-        yield LLMSession(_remote_client(split_urls(base_url), model, common, response_cache, cfg.allow_mixed_models),
-                         model, None)
+        yield LLMSession(_remote_client(split_urls(base_url), model, {**common, "concurrency": concurrency or 1},
+                                        response_cache, cfg.allow_mixed_models), model, None)
         return
 
     from medsynth.llm.embedded import LocalServer, resolve_model
 
     path, name = resolve_model(llm)
     log = (log_dir / "llm-server.log") if log_dir else None
-    # llama-cpp-python defaults to half the cores for decoding; on a 2-core machine that halves tokens/s.
-    server = LocalServer(path, name, n_ctx=n_ctx, n_threads=threads or os.cpu_count() or 1,
-                         log_path=log)
-    url = server.start()
-    client = LLMClient(LLMConfig(base_url=url, model=name, **common), response_cache)
+    # llama.cpp defaults to half the cores for decoding; on a 2-core machine that halves tokens/s.
+    server_proc = LocalServer(path, name, n_ctx=n_ctx, n_threads=threads or os.cpu_count() or 1,
+                              log_path=log, engine=server, slots=slots)
+    url = server_proc.start()
+    config = LLMConfig(base_url=url, model=name, concurrency=concurrency or server_proc.slots, **common)
+    client = EmbeddedClient(config, response_cache, server_proc)
     restarts = {"n": 0}
 
     def restart() -> bool:
@@ -114,12 +154,14 @@ def llm_session(config: SessionConfig | None = None, *, log_dir: Path | None = N
         if restarts["n"] >= max_restarts:
             return False
         restarts["n"] += 1
-        new_url = server.restart()
+        new_url = server_proc.restart()
+        if server_proc.slots > 1:
+            client.warm.clear()  # a new process starts with empty caches: share the prompt again
         if new_url != client.config.base_url:  # the old port was taken meanwhile: follow the server
             client.rebase(new_url)
         return True
 
     try:
-        yield LLMSession(client, name, restart)
+        yield LLMSession(client, name, restart, server_proc)
     finally:
-        server.stop()
+        server_proc.stop()
