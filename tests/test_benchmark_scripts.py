@@ -13,9 +13,6 @@ from tests.helpers import benchmark_script
 
 from medsynth.evaluate.scores import same_sentences, write_records
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
 sweep = benchmark_script("seed_sweep")
 empty = benchmark_script("empty_sentences")
 

@@ -3,14 +3,10 @@ measurement end to end against the loopback LLM double (small n)."""
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import pytest
 
 from tests.helpers import benchmark_script
-
-ROOT = Path(__file__).resolve().parents[1]
-
 
 tp = benchmark_script("throughput")
 
