@@ -76,3 +76,17 @@ def with_extra_sentence(sentence: str, mentions: list[tuple[str, str]]):
         obj["entities"] += [{"text": t, "label": lab} for t, lab in mentions]
         return json.dumps(obj)
     return respond
+
+
+def benchmark_script(name: str):
+    """Import benchmarks/<name>.py as its own command line would (benchmarks/ on sys.path for its helpers)."""
+    import importlib.util
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    if str(root / "benchmarks") not in sys.path:
+        sys.path.insert(0, str(root / "benchmarks"))
+    spec = importlib.util.spec_from_file_location(name, root / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -4,30 +4,17 @@ sentences)."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests.helpers import benchmark_script
+
 from medsynth.evaluate.scores import same_sentences, write_records
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _script(name: str):
-    """Import benchmarks/<name>.py as its own command line would (benchmarks/ on sys.path for its helpers)."""
-    if str(ROOT / "benchmarks") not in sys.path:
-        sys.path.insert(0, str(ROOT / "benchmarks"))
-    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-sweep = _script("seed_sweep")
-empty = _script("empty_sentences")
+sweep = benchmark_script("seed_sweep")
+empty = benchmark_script("empty_sentences")
 
 TOKENS = [["aspirin", "caused", "asthma", "."], ["no", "disease", "here", "."], ["breast", "cancer", "recurred", "."]]
 GOLD = [["O", "O", "B-Disease", "O"], ["O", "O", "O", "O"], ["B-Disease", "I-Disease", "O", "O"]]

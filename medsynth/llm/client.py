@@ -21,7 +21,6 @@ import json
 import logging
 import os
 import random
-import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -33,6 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from medsynth.errors import EndpointError, mask_secrets, register_secret, register_url_credentials, strip_credentials
 from medsynth.generate.parse import MAX_ANSWER_BYTES
+from medsynth.llm.aio import BackgroundLoop
 from medsynth.llm.cache import ResponseCache
 
 log = logging.getLogger("medsynth.llm")
@@ -182,9 +182,7 @@ class LLMClient:
         self._rejected: set[str] = set()  # auto mode: forms this endpoint refused (so llamacpp -> openai -> plain)
         self._ever_succeeded = False
         self._states: dict[asyncio.AbstractEventLoop, _LoopState] = {}
-        self._sync_loop: asyncio.AbstractEventLoop | None = None
-        self._sync_thread: threading.Thread | None = None
-        self._sync_lock = threading.Lock()
+        self._sync = BackgroundLoop("medsynth-llm-loop")  # for complete_sync
 
     def __repr__(self) -> str:
         return f"LLMClient(base_url={strip_credentials(self.config.base_url)!r}, model={self.config.model!r})"
@@ -217,7 +215,7 @@ class LLMClient:
                       temperature: float | None = None, max_tokens: int | None = None) -> LLMResponse:
         """Blocking `complete` for notebooks and simple loops. Runs on a private background event loop, so it
         also works where a loop is already running (Jupyter) and from several threads at once."""
-        loop = self._background_loop()
+        loop = self._sync.get()
         future = asyncio.run_coroutine_threadsafe(
             self.complete(messages, schema=schema, seed=seed, temperature=temperature, max_tokens=max_tokens),
             loop)
@@ -229,11 +227,11 @@ class LLMClient:
         state = self._states.pop(loop, None)
         if state is not None:
             await state.client.close()
-        await asyncio.to_thread(self._stop_background_loop)
+        await asyncio.to_thread(self._sync.stop, self._close_loop_state)
 
     def close(self) -> None:
         """Synchronous counterpart of `aclose` for `complete_sync` users."""
-        self._stop_background_loop()
+        self._sync.stop(self._close_loop_state)
 
     def rebase(self, base_url: str) -> None:
         """Point the client at a new URL (an embedded server restarted on another port). Connections to the
@@ -507,31 +505,10 @@ class LLMClient:
             register_secret(key)  # masked in every message we build from what the server says (see _one_line)
         return key
 
-    def _background_loop(self) -> asyncio.AbstractEventLoop:
-        with self._sync_lock:
-            if self._sync_loop is None or self._sync_loop.is_closed():
-                loop = asyncio.new_event_loop()
-                thread = threading.Thread(target=loop.run_forever, name="medsynth-llm-loop", daemon=True)
-                thread.start()
-                self._sync_loop, self._sync_thread = loop, thread
-            return self._sync_loop
-
-    def _stop_background_loop(self) -> None:
-        with self._sync_lock:
-            loop, thread = self._sync_loop, self._sync_thread
-            self._sync_loop = self._sync_thread = None
-        if loop is None or loop.is_closed():
-            return
+    def _close_loop_state(self, loop: asyncio.AbstractEventLoop):
+        """The HTTP client opened on `loop` (the background loop), closed there; None when there is none."""
         state = self._states.pop(loop, None)
-        if state is not None:
-            try:
-                asyncio.run_coroutine_threadsafe(state.client.close(), loop).result(timeout=10)
-            except Exception as exc:  # noqa: BLE001 - closing is best effort
-                log.debug("closing the LLM client failed: %s", exc)
-        loop.call_soon_threadsafe(loop.stop)
-        if thread is not None:
-            thread.join(timeout=10)
-        loop.close()
+        return state.client.close() if state is not None else None
 
 
 def same_model(asked: str, reported: str) -> bool:

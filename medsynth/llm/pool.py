@@ -26,7 +26,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-import threading
 import time
 from dataclasses import dataclass, field
 from urllib.parse import urlparse, urlunparse
@@ -34,6 +33,7 @@ from urllib.parse import urlparse, urlunparse
 import httpx
 
 from medsynth.errors import EndpointError
+from medsynth.llm.aio import BackgroundLoop
 from medsynth.llm.cache import ResponseCache
 from medsynth.llm.client import LLMClient, LLMConfig, LLMResponse, LLMStats, _one_line
 
@@ -181,9 +181,7 @@ class EndpointPool:
         self._keys = LLMClient(configs[0].model_copy())  # computes cache keys exactly as a single client would
         self.cache = cache
         self._calls = self._hits = self._errors = self._failovers = 0
-        self._sync_loop: asyncio.AbstractEventLoop | None = None
-        self._sync_thread: threading.Thread | None = None
-        self._sync_lock = threading.Lock()
+        self._sync = BackgroundLoop("medsynth-pool-loop")  # for complete_sync
 
     def __repr__(self) -> str:
         return f"EndpointPool({[public_url(m.url) for m in self._members]}, model={self.config.model!r})"
@@ -220,7 +218,7 @@ class EndpointPool:
         """Blocking `complete`, on a private background loop (works inside Jupyter's running loop)."""
         future = asyncio.run_coroutine_threadsafe(
             self.complete(messages, schema=schema, seed=seed, temperature=temperature, max_tokens=max_tokens),
-            self._background_loop())
+            self._sync.get())
         return future.result()
 
     def request_key(self, messages: list[dict], *, schema: dict | None = None, seed: int | None = None,
@@ -253,7 +251,7 @@ class EndpointPool:
     async def aclose(self) -> None:
         """Close every endpoint's connections (of the running loop and of the background loop, if any)."""
         await self._aclose_members()
-        await asyncio.to_thread(self._stop_background_loop)
+        await asyncio.to_thread(self._sync.stop, self._close_members_on)
 
     async def _aclose_members(self) -> None:
         for m in self._members:
@@ -262,7 +260,7 @@ class EndpointPool:
     def close(self) -> None:
         for m in self._members:
             m.client.close()
-        self._stop_background_loop()
+        self._sync.stop(self._close_members_on)
 
     # -- dispatch and failover -------------------------------------------------------------------------
     async def _dispatch(self, messages: list[dict], request: dict) -> LLMResponse:
@@ -345,28 +343,7 @@ class EndpointPool:
             row["disabled"] = m.disabled
         return row
 
-    # -- background loop for complete_sync -------------------------------------------------------------
-    def _background_loop(self) -> asyncio.AbstractEventLoop:
-        with self._sync_lock:
-            if self._sync_loop is None or self._sync_loop.is_closed():
-                loop = asyncio.new_event_loop()
-                thread = threading.Thread(target=loop.run_forever, name="medsynth-pool-loop", daemon=True)
-                thread.start()
-                self._sync_loop, self._sync_thread = loop, thread
-            return self._sync_loop
-
-    def _stop_background_loop(self) -> None:
-        with self._sync_lock:
-            loop, thread = self._sync_loop, self._sync_thread
-            self._sync_loop = self._sync_thread = None
-        if loop is None or loop.is_closed():
-            return
-        try:  # the members' connections opened on this loop (complete_sync) are closed on it
-            asyncio.run_coroutine_threadsafe(self._aclose_members(), loop).result(timeout=10)
-        except Exception as exc:  # noqa: BLE001 - closing is best effort
-            log.debug("closing the pool's connections failed: %s", exc)
-        loop.call_soon_threadsafe(loop.stop)
-        if thread is not None:
-            thread.join(timeout=10)
-        loop.close()
+    def _close_members_on(self, loop: asyncio.AbstractEventLoop):
+        """The members' connections opened on the background loop (complete_sync), closed on it."""
+        return self._aclose_members()
 
