@@ -364,8 +364,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     be = sub.add_parser("bench", help="score zero-shot LLM vs small models on a real test split")
     be.add_argument("kind", choices=["ner", "re"])
-    be.add_argument("--dataset", required=True, help="ner: ncbi-disease, bc5cdr-chem, bc5cdr-disease or bc5cdr; "
-                                                     "re: gad, chemprot or bc5cdr-cid")
+    be.add_argument("--dataset", required=True,
+                    help="a preset (ner: ncbi-disease, bc5cdr-chem, bc5cdr-disease, bc5cdr, chemprot-gene; re: gad, "
+                         "chemprot, bc5cdr-cid) or a path to your own corpus (a file is its test split; a folder "
+                         "with train/devel/test; see docs/corpora.md)")
+    be.add_argument("--split", choices=["test", "devel"], default="test",
+                    help="the split to score: choose recipes on devel, score test once per final recipe")
     be.add_argument("--folds", default=None, help="re on gad: comma-separated CV folds to run (default all 10)")
     be.add_argument("--systems", default="zero-shot,synthetic,supervised")
     be.add_argument("--task", dest="task_name", default=None, help="task whose labels are predicted (default ner)")
@@ -373,7 +377,9 @@ def build_parser() -> argparse.ArgumentParser:
     be.add_argument("--train-data", action="append", default=[], help="medsynth dataset(s) for `synthetic` (repeatable)")
     be.add_argument("--name-by-data", action="store_true",
                     help="call a single --train-data system synthetic-<folder> too (adding a learning-curve point)")
-    be.add_argument("--label-map", default=None, help="task=corpus label pairs, e.g. Drug=Chemical")
+    be.add_argument("--label-map", default=None,
+                    help="CORPUS=TASK label pairs, e.g. GENE-Y=Gene,GENE-N=Gene,Species=O (ner also reads the older "
+                         "TASK=CORPUS, e.g. Drug=Chemical)")
     be.add_argument("--data-dir", default=None, help="benchmark data folder (default ../shared/data)")
     be.add_argument("--limit", type=_positive_int, default=None, help="a fixed seeded sample of N test sentences")
     be.add_argument("--shots", type=int, default=0, help="k-shot LLM baseline with examples from --train-data")
