@@ -196,8 +196,6 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from medsynth.train.ner import train_ner
-
     if args.task_kind == "re":
         from medsynth.cli.rel import train_command
 
@@ -205,10 +203,17 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.backend == "spacy":
         from medsynth.train.spacy_ner import train_spacy
 
-        metrics = train_spacy(Path(args.data), Path(args.out), max_steps=args.max_steps, seed=args.seed)
+        if len(args.data) != 1 or ":weight=" in args.data[0]:
+            raise UsageError("--backend spacy trains on one medsynth run; combine sources with the transformers "
+                             "backend", field="--data", value=args.data)
+        metrics = train_spacy(Path(args.data[0]), Path(args.out), max_steps=args.max_steps, seed=args.seed)
         print(f"saved spaCy pipeline to {metrics['model_dir']}")
         return 0
-    metrics = train_ner(Path(args.data), Path(args.out), _train_config(args), progress=not args.no_progress)
+    from medsynth.data.corpora import parse_label_map
+    from medsynth.train.sources import train_from_sources
+
+    metrics = train_from_sources(args.data, Path(args.out), _train_config(args), "ner", not args.no_progress,
+                                 parse_label_map(args.label_map))
     f1 = metrics.get("best_val_f1", metrics.get("val_f1"))
     print(f"saved model to {args.out}" + (f" (validation F1 {100 * f1:.1f})" if isinstance(f1, float) else ""))
     return 0
@@ -345,7 +350,12 @@ def build_parser() -> argparse.ArgumentParser:
     ex.set_defaults(func=cmd_export)
 
     t = sub.add_parser("train", help="fine-tune a small model on a built dataset")
-    t.add_argument("--data", required=True, help="a build output directory (holds hf/; pairs.jsonl for --task re)")
+    t.add_argument("--data", required=True, action="append",
+                   help="PATH[:weight=W], repeatable: a build output (hf/; pairs.jsonl for --task re) or a gold corpus "
+                        "(any file, folder or preset `bench --dataset` takes: its train split, or the whole file); "
+                        "several are combined, each example weighted by W (default 1)")
+    t.add_argument("--label-map", default=None,
+                   help="CORPUS=TASK label pairs renaming a gold --data corpus's labels, e.g. DISEASE=Disease")
     t.add_argument("--out", default="models/ner")
     t.add_argument("--task", dest="task_kind", default="ner", choices=["ner", "re"])
     t.add_argument("--backend", choices=["transformers", "spacy"], default="transformers",
