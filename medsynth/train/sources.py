@@ -111,7 +111,16 @@ def _corpus_rows(src: Source, kind: str, label_map: dict[str, str] | None,
     """(train records, devel records) of a gold corpus: its train split (or its only split) and its devel."""
     from medsynth.data.corpora import read_corpus
 
-    corpus = read_corpus(str(src.path), kind, label_map=label_map or None, task_labels=task_labels)
+    try:
+        corpus = read_corpus(str(src.path), kind, label_map=label_map or None, task_labels=task_labels)
+        corpus.split(corpus.splits[0])
+    except MedsynthError as err:
+        if src.path.is_dir() and "holds no corpus" in str(err):
+            what = "hf/" if kind == "ner" else "pairs.jsonl"
+            raise MedsynthError(f"neither a medsynth run (no {what}; run `python -m medsynth build` first) nor a "
+                                "corpus (no train/devel/test files, BRAT .txt + .ann, saved datasets or data.jsonl)",
+                                where=str(src.path)) from None
+        raise
     split = "train" if "train" in corpus.splits else corpus.splits[-1]
     train = corpus.split(split)
     devel = corpus.split("devel") if "devel" in corpus.splits and split != "devel" else []
