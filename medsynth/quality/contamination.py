@@ -208,7 +208,8 @@ def lexicon_overlap(lexicon_terms: Sequence[str], generated_mentions: Sequence[s
             hit_terms = [t for t in terms if t in found]
             hit_gen = [m for m in generated if m in found]
             per[name][split] = {
-                "lexicon_terms": len(hit_terms), "lexicon_share": round(len(hit_terms) / len(terms), 4) if terms else 0.0,
+                "lexicon_terms": len(hit_terms),
+                "lexicon_share": round(len(hit_terms) / len(terms), 4) if terms else 0.0,
                 "generated_mentions": len(hit_gen),
                 "generated_share": round(len(hit_gen) / len(generated), 4) if generated else 0.0,
                 "lexicon_terms_listed": hit_terms[:max_listed]}
