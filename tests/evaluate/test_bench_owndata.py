@@ -174,3 +174,38 @@ def test_split_devel_scores_devel_and_supervised_selects_without_it(tmp_path, ta
                     tmp_path)
         assert not double.requests
     assert rc == 2 and not (tmp_path / "o2").exists()
+
+
+def _brat_re(folder: Path, n: int, off: int = 0) -> Path:
+    """BRAT documents with GENE / DISEASE mentions; every other one states an `Assoc` relation."""
+    genes, diseases = ["KLF99", "ZORB1", "TANK7"], ["glorbitis", "vantoma", "krell syndrome"]
+    folder.mkdir(parents=True)
+    for i in range(n):
+        g, d = genes[(i + off) % 3], diseases[(i + off) % 3]
+        text = (f"Variants of {g} were associated with {d}." if i % 2 == 0 else f"{g} was sequenced in {d} cases.")
+        ann = [f"T1\tGENE {text.index(g)} {text.index(g) + len(g)}\t{g}",
+               f"T2\tDISEASE {text.index(d)} {text.index(d) + len(d)}\t{d}"]
+        if i % 2 == 0:
+            ann.append("R1\tAssoc Arg1:T1 Arg2:T2")
+        (folder / f"d{i}.txt").write_text(text + "\n", encoding="utf-8")
+        (folder / f"d{i}.ann").write_text("\n".join(ann) + "\n", encoding="utf-8")
+    return folder
+
+
+def test_bench_re_on_a_brat_corpus_with_a_label_map(tmp_path, capsys):
+    corpus = tmp_path / "relcorpus"
+    _brat_re(corpus / "train", 12)
+    _brat_re(corpus / "test", 6, off=1)
+    out = tmp_path / "out"
+    args = ["bench", "re", "--task", "gad", "--dataset", str(corpus), "--systems", "supervised", "--out", str(out),
+            "--max-steps", "2", "--batch-size", "8", "--no-progress"]
+    assert main(args) == 2  # corpus labels the task lacks: one line listing them, nothing written
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "no task label: Assoc (" in err and not out.exists()  # GENE: case only
+    assert main(args + ["--label-map", "GENE=Gene,DISEASE=Disease,Assoc=Association"]) == 0
+    scores = json.loads((out / "scores.json").read_text())["supervised"]
+    assert scores["n_pairs"] == 6
+    meta = scores["meta"]
+    assert meta["split"] == "test" and meta["test_corpus"]["format"] == "brat" and meta["test_corpus"]["records"] == 6
+    rows = [json.loads(x) for x in (out / "predictions" / "supervised.jsonl").read_text().splitlines()]
+    assert {r["gold"] for r in rows} == {"Association", "none"}
