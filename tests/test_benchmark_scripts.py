@@ -134,3 +134,46 @@ def test_training_density_counts_plans_the_llm_ignored(tmp_path):
     rows = [rec(0, 0), rec(0, 2), rec(0, 1), rec(1, 1), rec(0, 1, plan=False), copy]
     (tmp_path / "data.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     assert empty.training_density([str(tmp_path)], []) == [f"| `{tmp_path}` | 6 | 1 (17 %) | 1.00 | 3 | 2 (67 %) |"]
+
+
+def test_k_gold_smoke_run_is_resumable_and_reports_devel_beside_test(tmp_path, monkeypatch, capsys):
+    """benchmarks/k_gold.py end to end on a tiny corpus and run (2 training steps a model), then a rerun skips."""
+    from medsynth.data.export import export_all
+    from medsynth.records import Entity, Example
+    from medsynth.spec import get_task
+
+    k_gold = _script("k_gold")
+    monkeypatch.setenv("MEDSYNTH_CACHE_DIR", str(tmp_path / "cache"))
+    names = ["glorbitis", "vantoma", "tarnick fever"]
+    texts = [(f"Cases of {names[i % 3]} rose in year {i} .", names[i % 3]) for i in range(18)]
+
+    def tag(word: str, mention: str) -> str:
+        return "B-Disease" if word == mention.split()[0] else "I-Disease" if word in mention.split() else "O"
+
+    def conll(rows):
+        return "\n\n".join("\n".join(f"{w}\t{tag(w, d)}" for w in t.split()) for t, d in rows) + "\n"
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    for split, rows in (("train", texts[:10]), ("devel", texts[10:14]), ("test", texts[14:])):
+        (corpus / f"{split}.conll").write_text(conll(rows), encoding="utf-8")
+    run = tmp_path / "run"
+    run.mkdir()
+    exs = [Example(id=f"s{i}", text=t, entities=[Entity(start=t.index(d), end=t.index(d) + len(d), label="Disease",
+                                                        text=d)]) for i, (t, d) in enumerate(texts)]
+    export_all(run, exs, get_task("ncbi-disease"), {"model": "none"},
+               {"requests": 18, "kept": 18, "rejected": 0, "prompt_tokens": 0, "completion_tokens": 0, "repairs": {},
+                "rejections": {}}, {})
+    out = tmp_path / "kg"
+    argv = ["--dataset", str(corpus), "--synthetic", str(run), "--task", "ncbi-disease", "--ks", "0", "4",
+            "--seeds", "13", "--max-steps", "2", "--out", str(out)]
+    assert k_gold.main(argv) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary) == {"gold+syn k=0", "gold k=4", "gold+syn k=4"}
+    assert all(row[s]["seeds"] == 1 for row in summary.values() for s in ("devel", "test"))
+    meta = json.loads((out / "test" / "predictions" / "synthetic-gold-k4-s13.meta.json").read_text())
+    assert meta["split"] == "test" and meta["test_corpus"]["records"] == 4
+    assert len((out / "gold" / "k4-s13" / "train.conll").read_text().strip().split("\n\n")) == 4
+    capsys.readouterr()
+    assert k_gold.main(argv) == 0
+    assert capsys.readouterr().out.count("already done") == 3

@@ -9,14 +9,21 @@ from pathlib import Path
 from medsynth.errors import UsageError
 
 
-def _datasets(kind: str) -> list[str]:
-    if kind == "re":
-        from medsynth.data.corpora.rel import list_re_datasets
+def _check_dataset(kind: str, dataset: str) -> None:
+    """--dataset is a preset or an existing path (a user's corpus); anything else is one line listing presets."""
+    from medsynth.data.corpora import NER_PRESETS, RE_PRESETS
 
-        return list_re_datasets()
-    from medsynth.data.corpora.ner import list_corpora
+    known = RE_PRESETS if kind == "re" else NER_PRESETS
+    if dataset not in known and not Path(dataset).expanduser().exists():
+        raise UsageError(f"unknown dataset: neither a preset nor an existing file or folder; known datasets: "
+                         f"{', '.join(known)}", field="--dataset", value=dataset)
 
-    return list_corpora()
+
+def _out_default(kind: str, dataset: str, split: str) -> Path:
+    """benchmarks/results/KIND-DATASET (a path dataset by its slug), -devel when devel is scored."""
+    from medsynth.evaluate.kinds.source import dataset_slug
+
+    return Path(f"benchmarks/results/{kind}-{dataset_slug(dataset, kind)}" + ("-devel" if split == "devel" else ""))
 
 
 def _task_name(args: argparse.Namespace) -> str | None:
@@ -26,6 +33,9 @@ def _task_name(args: argparse.Namespace) -> str | None:
     if args.kind == "re":
         from medsynth.data.corpora.rel import DEFAULT_TASK
 
+        if args.dataset not in DEFAULT_TASK:
+            raise UsageError("a corpus of your own needs --task or --task-file (the task whose labels it holds)",
+                             field="--dataset", value=args.dataset)
         return DEFAULT_TASK[args.dataset]
     return args.kind
 
@@ -41,14 +51,10 @@ def _folds(value: str | None) -> list[int] | None:
 
 
 def _label_map(value: str | None) -> dict[str, str] | None:
-    if not value:
-        return None
-    pairs = [pair.split("=", 1) for pair in value.split(",") if pair.strip()]
-    bad = next((p[0] for p in pairs if len(p) != 2 or not p[0].strip() or not p[1].strip()), None)
-    if bad is not None:
-        raise UsageError("--label-map takes task=corpus label pairs, e.g. Drug=Chemical", field="--label-map",
-                         value=bad)
-    return {task.strip(): corpus.strip() for task, corpus in pairs}
+    """CORPUS=TASK pairs (NER also reads TASK=CORPUS; see `evaluate.kinds.source`); a malformed one is one error."""
+    from medsynth.data.corpora import parse_label_map
+
+    return parse_label_map(value) or None
 
 
 def _train_config(args: argparse.Namespace):
@@ -66,7 +72,7 @@ def bench_config(args: argparse.Namespace, out: Path, task):
     """The library's config for a full bench run."""
     from medsynth.evaluate.bench import BenchConfig
 
-    return BenchConfig(kind=args.kind, task=task, dataset=args.dataset,
+    return BenchConfig(kind=args.kind, task=task, dataset=args.dataset, split=args.split,
                        systems=[s.strip() for s in args.systems.split(",") if s.strip()], out=out,
                        data_dir=args.data_dir, limit=args.limit, seed=args.seed, shots=args.shots,
                        label_map=_label_map(args.label_map), folds=_folds(args.folds),
@@ -76,21 +82,19 @@ def bench_config(args: argparse.Namespace, out: Path, task):
 
 def bench_command(args: argparse.Namespace, session) -> int:
     """`session(out)` opens the LLM session (logging under the results folder); only zero-shot systems use it."""
-    from medsynth.evaluate.bench import report, run_bench
+    from medsynth.evaluate.bench import bench_title, report, run_bench
     from medsynth.spec import get_task
 
     if args.kind == "re":
         from medsynth.cli.rel import _ner_only_weighting
 
         _ner_only_weighting(args)
-    known = _datasets(args.kind)
-    if args.dataset not in known:
-        raise UsageError(f"unknown dataset; known datasets: {', '.join(known)}", field="--dataset", value=args.dataset)
-    out = Path(args.out or f"benchmarks/results/{args.kind}-{args.dataset}")
+    _check_dataset(args.kind, args.dataset)
+    out = Path(args.out) if args.out else _out_default(args.kind, args.dataset, args.split)
     task = get_task(_task_name(args), args.task_file)
     if args.report_only:
         # The task's own name (no version), as a full bench titles it, so --report-only rewrites the same table.
-        report(out, title=f"{task.name} on {args.dataset}", kind=args.kind)
+        report(out, title=bench_title(task.name, args.dataset, args.split), kind=args.kind)
     else:
         run_bench(bench_config(args, out, task), lambda: session(out))
     print((out / "table.md").read_text(encoding="utf-8"))

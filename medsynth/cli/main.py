@@ -203,8 +203,6 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from medsynth.train.ner import train_ner
-
     if args.task_kind == "re":
         from medsynth.cli.rel import train_command
 
@@ -212,10 +210,17 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.backend == "spacy":
         from medsynth.train.spacy_ner import train_spacy
 
-        metrics = train_spacy(Path(args.data), Path(args.out), max_steps=args.max_steps, seed=args.seed)
+        if len(args.data) != 1 or ":weight=" in args.data[0]:
+            raise UsageError("--backend spacy trains on one medsynth run; combine sources with the transformers "
+                             "backend", field="--data", value=args.data)
+        metrics = train_spacy(Path(args.data[0]), Path(args.out), max_steps=args.max_steps, seed=args.seed)
         print(f"saved spaCy pipeline to {metrics['model_dir']}")
         return 0
-    metrics = train_ner(Path(args.data), Path(args.out), _train_config(args), progress=not args.no_progress)
+    from medsynth.data.corpora import parse_label_map
+    from medsynth.train.sources import train_from_sources
+
+    metrics = train_from_sources(args.data, Path(args.out), _train_config(args), "ner", not args.no_progress,
+                                 parse_label_map(args.label_map))
     f1 = metrics.get("best_val_f1", metrics.get("val_f1"))
     print(f"saved model to {args.out}" + (f" (validation F1 {100 * f1:.1f})" if isinstance(f1, float) else ""))
     return 0
@@ -352,7 +357,12 @@ def build_parser() -> argparse.ArgumentParser:
     ex.set_defaults(func=cmd_export)
 
     t = sub.add_parser("train", help="fine-tune a small model on a built dataset")
-    t.add_argument("--data", required=True, help="a build output directory (holds hf/; pairs.jsonl for --task re)")
+    t.add_argument("--data", required=True, action="append",
+                   help="PATH[:weight=W], repeatable: a build output (hf/; pairs.jsonl for --task re) or a gold corpus "
+                        "(any file, folder or preset `bench --dataset` takes: its train split, or the whole file); "
+                        "several are combined, each example weighted by W (default 1)")
+    t.add_argument("--label-map", default=None,
+                   help="CORPUS=TASK label pairs renaming a gold --data corpus's labels, e.g. DISEASE=Disease")
     t.add_argument("--out", default="models/ner")
     t.add_argument("--task", dest="task_kind", default="ner", choices=["ner", "re"])
     t.add_argument("--backend", choices=["transformers", "spacy"], default="transformers",
@@ -371,8 +381,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     be = sub.add_parser("bench", help="score zero-shot LLM vs small models on a real test split")
     be.add_argument("kind", choices=["ner", "re"])
-    be.add_argument("--dataset", required=True, help="ner: ncbi-disease, bc5cdr-chem, bc5cdr-disease or bc5cdr; "
-                                                     "re: gad, chemprot or bc5cdr-cid")
+    be.add_argument("--dataset", required=True,
+                    help="a preset (ner: ncbi-disease, bc5cdr-chem, bc5cdr-disease, bc5cdr, chemprot-gene; re: gad, "
+                         "chemprot, bc5cdr-cid) or a path to your own corpus (a file is its test split; a folder "
+                         "with train/devel/test; see docs/corpora.md)")
+    be.add_argument("--split", choices=["test", "devel"], default="test",
+                    help="the split to score: choose recipes on devel, score test once per final recipe")
     be.add_argument("--folds", default=None, help="re on gad: comma-separated CV folds to run (default all 10)")
     be.add_argument("--systems", default="zero-shot,synthetic,supervised")
     be.add_argument("--task", dest="task_name", default=None, help="task whose labels are predicted (default ner)")
@@ -380,7 +394,9 @@ def build_parser() -> argparse.ArgumentParser:
     be.add_argument("--train-data", action="append", default=[], help="medsynth dataset(s) for `synthetic` (repeatable)")
     be.add_argument("--name-by-data", action="store_true",
                     help="call a single --train-data system synthetic-<folder> too (adding a learning-curve point)")
-    be.add_argument("--label-map", default=None, help="task=corpus label pairs, e.g. Drug=Chemical")
+    be.add_argument("--label-map", default=None,
+                    help="CORPUS=TASK label pairs, e.g. GENE-Y=Gene,GENE-N=Gene,Species=O (ner also reads the older "
+                         "TASK=CORPUS, e.g. Drug=Chemical)")
     be.add_argument("--data-dir", default=None, help="benchmark data folder (default ../shared/data)")
     be.add_argument("--limit", type=_positive_int, default=None, help="a fixed seeded sample of N test sentences")
     be.add_argument("--shots", type=int, default=0, help="k-shot LLM baseline with examples from --train-data")

@@ -26,13 +26,15 @@ def _ner_only_weighting(args: argparse.Namespace) -> None:
 
 
 def train_command(args: argparse.Namespace) -> int:
-    from medsynth.train.rel import train_re
+    from medsynth.data.corpora import parse_label_map
+    from medsynth.train.sources import train_from_sources
 
     if args.backend != "transformers":
         raise UsageError("--task re trains with the transformers backend only", field="--backend", value=args.backend)
     _ner_only_weighting(args)
     out = Path(args.out if args.out != "models/ner" else "models/re")
-    metrics = train_re(Path(args.data), out, re_config(args), progress=not args.no_progress)
+    metrics = train_from_sources(args.data, out, re_config(args), "re", not args.no_progress,
+                                 parse_label_map(args.label_map))
     print(f"saved relation model to {out} (validation F1 {100 * metrics['val_f1']:.1f}, "
           f"macro F1 {100 * metrics['val_macro_f1']:.1f})")
     return 0

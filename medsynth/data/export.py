@@ -504,13 +504,16 @@ def quality_report(examples: list[Example], task: TaskSpec, out_dir: Path, quali
     the benchmark test splits (when ../shared/data or MEDSYNTH_DATA_DIR is there), plus the judge and fidelity
     numbers a run's earlier `judge` / `report` passes left in quality.json."""
     from medsynth.quality import card_section, quality_summary
-    from medsynth.quality.contamination import contamination_against_benchmarks
+    from medsynth.quality.contamination import contamination_against_benchmarks, lexicon_overlap_against_benchmarks
     from medsynth.quality.runs import QUALITY_FILE, merge_quality_json
 
     summary = quality_summary(examples, task)
     found = contamination_against_benchmarks(examples)
     if found is not None:
         summary["contamination"] = found
+    overlap = lexicon_overlap_against_benchmarks(examples, task)
+    if overlap is not None:
+        summary["lexicon_overlap"] = overlap
     if curation:
         summary["curation"] = curation
     extra: dict = {}

@@ -43,14 +43,15 @@ SYSTEMS = ("zero-shot", "synthetic", "supervised")
 
 class BenchConfig(BaseModel):
     """One benchmark run, of either kind. `train` defaults to the kind's trainer config (`TrainConfig` for NER,
-    `REConfig`, with relation defaults, for RE); `shots` and `label_map` apply to NER only, `folds` to RE on GAD
-    only (the kind refuses them otherwise). `limit` samples test sentences, or test pairs per fold."""
+    `REConfig`, with relation defaults, for RE); `shots` applies to NER only, `folds` to RE on GAD only (the kind
+    refuses them otherwise). `limit` samples test sentences, or test pairs per fold."""
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
     kind: Literal["ner", "re"] = "ner"
     task: TaskSpec
-    dataset: str
+    dataset: str  # a preset name or a path to the user's corpus (any `read_corpus` spec)
+    split: Literal["test", "devel"] = "test"  # the split scored: choose recipes on devel, score test once
     systems: list[str] = Field(default_factory=lambda: list(SYSTEMS))
     out: Path
     data_dir: Path | None = None
@@ -64,7 +65,8 @@ class BenchConfig(BaseModel):
     # learning curve (`--train-data runs/ner-500`) sits beside the earlier `synthetic-<folder>` systems.
     name_by_data: bool = False
     shots: int = 0  # NER: k-shot demonstrations from --train-data
-    label_map: dict[str, str] | None = None  # NER: task label -> corpus label
+    # CORPUS=TASK renames (both kinds); NER also reads an entry TASK=CORPUS (see evaluate.kinds.source)
+    label_map: dict[str, str] | None = None
     folds: list[int] | None = None  # RE on GAD: the CV folds to run; None = all 10
 
     @model_validator(mode="before")
@@ -249,7 +251,13 @@ def run_bench(cfg: BenchConfig, llm_session: Callable[[], ContextManager] | None
     pred_dir = cfg.out / "predictions"
     for name, rows, meta in _systems(cfg, kind, test, llm_session):
         _write_rows(pred_dir / f"{name}.jsonl", rows, {**meta, **test.meta})
-    return report(cfg.out, title=f"{cfg.task.name} on {cfg.dataset}", kind=cfg.kind)
+    return report(cfg.out, title=bench_title(cfg.task.name, cfg.dataset, cfg.split), kind=cfg.kind)
+
+
+def bench_title(task: str, dataset: str, split: str = "test") -> str:
+    """The table title: the task on the corpus, naming the split when it is not test (a devel table is never
+    mistaken for the final score)."""
+    return f"{task} on {dataset}" + (f" ({split})" if split != "test" else "")
 
 
 # -- report: recomputed from stored predictions only ---------------------------------------------------------------

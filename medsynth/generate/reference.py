@@ -115,10 +115,11 @@ def plan_stats_from(name: str, texts: list[str], examples: list | None, task: Ta
 
 
 def reference_stats(spec: str, task: TaskSpec, data_dir: str | Path | None = None) -> ReferenceStats:
-    """Read a reference (corpus name, IOB .tsv/.conll, .jsonl or .txt; see fidelity.load_reference) and reduce
-    it to the planner's statistics. Bad input raises a one-line MedsynthError naming the file."""
+    """Read a reference (corpus name, IOB .tsv/.conll, .jsonl, .txt or any `read_corpus` spec, whose train split
+    is used when it has one; see fidelity.load_reference) and reduce it to the planner's statistics. Bad input
+    raises a one-line MedsynthError naming the file."""
     from medsynth.quality.fidelity import load_reference
 
-    ref = load_reference(_resolve_spec(spec), data_dir)
+    ref = load_reference(_resolve_spec(spec), data_dir, default_split="train")
     return plan_stats_from(ref.name, ref.texts, ref.examples, task)
 

@@ -3,7 +3,7 @@
 - `dedup`: exact and MinHash/LSH near-duplicates (`find_duplicates`, `dedup`);
 - `diversity`: distinct-n, unique sentences and mentions, coverage of labels and styles, repeated openings;
 - `privacy`: PHI-looking strings (titled names, dates of birth, record/phone/ID numbers, e-mail, addresses);
-- `contamination`: 13-gram overlap with benchmark test splits;
+- `contamination`: 13-gram overlap with benchmark test splits, and lexicon overlap with their mentions;
 - `judge`: LLM-as-judge scores stored per run, and training weights from them;
 - `fidelity`: synthetic-vs-real text comparison and its HTML report.
 
@@ -89,6 +89,16 @@ def card_section(summary: dict, extra: dict | None = None) -> str:
             ("reference texts", c["reference_texts"]),
             ("examples sharing an n-gram with the reference", f"{c['flagged']} ({_pct(c['share'])})"),
             ("distinct overlapping n-grams", c["overlapping_ngram_count"])]))
+    lex = summary.get("lexicon_overlap")
+    if lex:
+        rows = [f"| {name} | {split} | {v['lexicon_terms']} ({_pct(v['lexicon_share'])}) | "
+                f"{v['generated_mentions']} ({_pct(v['generated_share'])}) |"
+                for name, splits in lex["per_corpus"].items() for split, v in splits.items()]
+        parts.append(f"### Lexicon overlap with benchmark mentions\nShare of the task's {lex['lexicon_size']} "
+                     f"lexicon terms and of the {lex['distinct_generated_mentions']} distinct generated mentions "
+                     "that are annotated mentions in each benchmark split.\n\n"
+                     "| corpus | split | lexicon terms | generated mentions |\n|---|---|---|---|\n"
+                     + "\n".join(rows) + "\n")
     j = (extra or {}).get("judge")
     if j:
         hist = ", ".join(f"{k}: {n}" for k, n in j["score_histogram"].items())

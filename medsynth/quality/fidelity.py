@@ -71,31 +71,54 @@ def _jsonl_reference(path: Path) -> Reference:
     return Reference(str(path), [r["text"] for r in rows])
 
 
-def load_reference(spec: str, data_dir: str | Path | None = None) -> Reference:
-    """A reference from a known corpus (`ncbi-disease:test`, split defaults to test), an IOB/CoNLL file,
-    a .jsonl of Examples or {"text": ...} objects, or a .txt with one text per line."""
+def load_reference(spec: str, data_dir: str | Path | None = None, default_split: str = "test") -> Reference:
+    """A reference from a known corpus (`ncbi-disease:test`, split defaults to `default_split`), an IOB/CoNLL
+    file, a .jsonl of Examples or {"text": ...} objects, a .txt with one text per line, or any other corpus spec
+    `read_corpus` reads (a BRAT folder, a folder with train/devel/test, .spacy, a saved dataset; `PATH:SPLIT`
+    picks a split, else `default_split` when the corpus has it, else its only split)."""
+    from medsynth.data.corpora import NER_PRESETS
     from medsynth.data.corpora.ner import list_corpora, load_corpus, read_iob
 
     path = Path(spec)
     name, _, split = spec.partition(":")
     if not path.exists() and name in list_corpora():
-        sentences = load_corpus(name, split or "test", data_dir)
+        sentences = load_corpus(name, split or default_split, data_dir)
         examples = _iob_examples(sentences, name)
-        return Reference(f"{name}:{split or 'test'}", [e.text for e in examples], examples)
-    if not path.is_file():
-        raise MedsynthError(f"reference not found: neither a file nor a known corpus ({', '.join(list_corpora())}"
-                            ", optionally NAME:SPLIT)", where=spec)
+        return Reference(f"{name}:{split or default_split}", [e.text for e in examples], examples)
+    base, colon, wanted = spec.rpartition(":")
+    if not path.exists() and colon and (Path(base).exists() or base in NER_PRESETS):
+        return _corpus_reference(base, wanted, data_dir)
+    if not path.exists() and name in NER_PRESETS:
+        return _corpus_reference(spec, default_split, data_dir)
+    if not path.exists():
+        raise MedsynthError(f"reference not found: neither a file or folder nor a known corpus "
+                            f"({', '.join(NER_PRESETS)}, optionally NAME:SPLIT)", where=spec)
     suffix = path.suffix.lower()
-    if suffix in IOB_SUFFIXES:
+    if path.is_file() and suffix in IOB_SUFFIXES:
         examples = _iob_examples(read_iob(path), path.stem)
         return Reference(str(path), [e.text for e in examples], examples)
-    if suffix == ".jsonl":
+    if path.is_file() and suffix == ".jsonl":
         return _jsonl_reference(path)
-    if suffix == ".txt":
+    if path.is_file() and suffix == ".txt":
         texts = [ln.strip() for ln in read_utf8(path, "reference file").splitlines() if ln.strip()]
         return Reference(str(path), texts)
-    raise MedsynthError("unknown reference format; use a corpus name, .tsv/.conll (IOB), .jsonl or .txt",
-                        where=str(path))
+    from medsynth.data.corpora.readers import detect_format
+
+    if path.is_file() and detect_format(path) is None:
+        raise MedsynthError("unknown reference format; use a corpus name, .tsv/.conll (IOB), .jsonl, .txt or another "
+                            "corpus format (.spacy, a BRAT or datasets folder; docs/corpora.md)", where=str(path))
+    return _corpus_reference(spec, default_split, data_dir)
+
+
+def _corpus_reference(spec: str, split: str, data_dir: str | Path | None) -> Reference:
+    """Any `read_corpus` spec as a labelled reference: `split` when the corpus has it, else its last split."""
+    from medsynth.data.corpora import read_corpus
+    from medsynth.data.corpora.base import canonical_split
+
+    corpus = read_corpus(spec, "ner", data_dir=data_dir)
+    chosen = canonical_split(split) if canonical_split(split) in corpus.splits else corpus.splits[-1]
+    examples = _iob_examples(corpus.split(chosen), Path(spec).stem or spec)
+    return Reference(f"{spec}:{chosen}", [e.text for e in examples], examples)
 
 
 # -- metrics --------------------------------------------------------------------------------------------------

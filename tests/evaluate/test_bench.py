@@ -352,8 +352,6 @@ def test_options_of_one_kind_are_refused_for_the_other_before_any_work(tmp_path,
                    data_dir=tmp_path / "nowhere")
     with pytest.raises(MedsynthError, match="--shots is not available for bench re"):
         run_bench(BenchConfig(shots=2, **re_base))
-    with pytest.raises(MedsynthError, match="--label-map applies to bench ner only"):
-        run_bench(BenchConfig(label_map={"Gene": "Gene"}, **re_base))
     with pytest.raises(MedsynthError, match="--folds applies to bench re on gad only"):
         run_bench(BenchConfig(task=get_task("ncbi-disease"), dataset="ncbi-disease", out=tmp_path / "b", folds=[1],
                               systems=["supervised"], data_dir=tmp_path / "nowhere"))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+from pathlib import Path
 
 import pytest
 
@@ -260,3 +261,58 @@ def test_quality_summary_and_card_section():
     assert md.startswith("## Data quality") and "near duplicates" in md and "LLM judge" in md
     assert "contamination" in md.lower() and "the patient developed" in md
     assert "contamination" not in quality_summary(exs, task)
+
+
+# --- any corpus spec: contamination, lexicon overlap, references (issue 21) ----------------------------------------
+
+
+def _tiny_corpus(folder: Path) -> Path:
+    """train: glorbitis, krell syndrome; test: vantoma (a token file per split, BIOES tags)."""
+    folder.mkdir()
+    (folder / "train.conll").write_text("Glorbitis S-Disease\nspreads O\n. O\n\n"
+                                        "Krell B-Disease\nsyndrome E-Disease\n. O\n", encoding="utf-8")
+    (folder / "test.conll").write_text("A O\ncase O\nof O\nvantoma S-Disease\nwas O\nseen O\ntoday O\n. O\n",
+                                       encoding="utf-8")
+    return folder
+
+
+def test_lexicon_overlap_with_a_tiny_corpus_reaches_quality_json_and_the_card(tmp_path):
+    from medsynth.quality import card_section
+    from medsynth.quality.contamination import contamination_against_benchmarks, lexicon_overlap_against_benchmarks
+
+    corpus = str(_tiny_corpus(tmp_path / "corp"))
+    task = get_task("ncbi-disease").model_copy(update={"lexicon": {"Disease": ["glorbitis", "Krell syndrome",
+                                                                               "vantoma", "dostal palsy"]}})
+    exs = [Example(id="a", text="Vantoma and mirovian anemia .", entities=[
+        Entity(start=0, end=7, label="Disease", text="Vantoma"),
+        Entity(start=12, end=27, label="Disease", text="mirovian anemia")])]
+    got = lexicon_overlap_against_benchmarks(exs, task, corpora=(corpus,))
+    assert got["lexicon_size"] == 4 and got["distinct_generated_mentions"] == 2
+    train, test = got["per_corpus"][corpus]["train"], got["per_corpus"][corpus]["test"]
+    assert train["lexicon_terms"] == 2 and train["lexicon_share"] == 0.5 and train["generated_mentions"] == 0
+    assert test["lexicon_terms_listed"] == ["vantoma"] and test["generated_share"] == 0.5
+    assert lexicon_overlap_against_benchmarks(exs, task, corpora=(str(tmp_path / "none"),)) is None
+    section = card_section({"lexicon_overlap": got})
+    assert "Lexicon overlap with benchmark mentions" in section and f"| {corpus} | test | 1 (25.0 %) | 1 (50.0 %) |" \
+        in section
+    # the 13-gram check takes the same specs: a whole test sentence of >= 6 words copied is flagged
+    copied = contamination_against_benchmarks(["A case of vantoma was seen today ."], corpora=(corpus,))
+    assert copied["flagged"] == 1 and copied["per_corpus"][corpus]["flagged"] == 1
+
+
+def test_references_accept_any_corpus_spec(tmp_path):
+    from medsynth.generate.reference import reference_stats
+
+    corpus = _tiny_corpus(tmp_path / "corp")
+    assert load_reference(str(corpus)).name.endswith(":test")  # report --reference: test unless PATH:SPLIT
+    assert len(load_reference(f"{corpus}:train").texts) == 2
+    brat = tmp_path / "brat"
+    brat.mkdir()
+    (brat / "d.txt").write_text("Glorbitis spreads fast.\n", encoding="utf-8")
+    (brat / "d.ann").write_text("T1\tDisease 0 9\tGlorbitis\n", encoding="utf-8")
+    ref = load_reference(str(brat))
+    assert ref.texts[0].startswith("Glorbitis spreads fast") and ref.examples[0].entities[0].text == "Glorbitis"
+    stats = reference_stats(str(corpus), get_task("ncbi-disease"))  # build --reference: the train split
+    assert stats.texts == 2 and stats.labelled
+    with pytest.raises(MedsynthError, match="reference not found"):
+        load_reference(str(tmp_path / "missing"))

@@ -106,6 +106,15 @@ class Corpus:
             return [map_sentence(s, mapping) for s in records]
         return [p for p in (map_pair(p, mapping) for p in records) if p is not None]
 
+    def describe(self, name: str = "test") -> dict[str, Any]:
+        """What a result was scored or trained on, for `.meta.json`, `train_log.json` and cards: the spec, its
+        format, the split, how many records and their content hash (after the label map), so two results can be
+        told to come from the same data even when the files moved."""
+        records = self.split(name)
+        return {"spec": self.name, "format": self.format, "split": canonical_split(name) or name,
+                "records": len(records), "content_hash": records_hash(records),
+                "label_map": dict(self.label_map or {})}
+
     def stats(self, name: str = "test") -> dict[str, Any]:
         """What reading the split skipped or repaired (repairs, discontinuous or lost relations, ...)."""
         key = canonical_split(name) or name
@@ -113,6 +122,19 @@ class Corpus:
         if self.kind == "ner":
             return {**stats, "sentences": len(records), "repaired_tags": sum(s.repaired for s in records)}
         return dict(stats)
+
+
+def records_hash(records: Records) -> str:
+    """A short sha256 of a split's records (tokens and tags, or relation pairs), independent of file layout and
+    format: the same sentences read from CoNLL or BRAT hash alike only if tokens and tags agree."""
+    import hashlib
+    import json
+
+    digest = hashlib.sha256()
+    for r in records:
+        row = [r.tokens, r.tags] if isinstance(r, IOBSentence) else r.model_dump(mode="json", exclude={"split"})
+        digest.update(json.dumps(row, sort_keys=True, ensure_ascii=False).encode("utf-8") + b"\n")
+    return digest.hexdigest()[:16]
 
 
 # --- presets ------------------------------------------------------------------------------------------------------

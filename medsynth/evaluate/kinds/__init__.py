@@ -37,7 +37,9 @@ class TestSet:
 
     units: list[Unit]
     mapping: dict[str, str] = field(default_factory=dict)  # NER: task label -> corpus label
-    meta: dict[str, Any] = field(default_factory=dict)  # added to every system's .meta.json (RE: folds, corpus stats)
+    meta: dict[str, Any] = field(default_factory=dict)  # added to every system's .meta.json (split, corpus, stats)
+    corpus: Any = None  # the opened corpus (`data.corpora.Corpus`; RE: {fold: Corpus}), for the supervised system
+    relations: tuple[str, ...] = ()  # RE: the relation labels the corpus annotates (others are predicted 'none')
 
     @property
     def size(self) -> int:

@@ -1,7 +1,8 @@
 """The NER benchmark kind: IOB2 test sentences, strict entity F1, one small token-classification model.
 
-Task labels are mapped onto the corpus's labels (`label_mapping`, `--label-map`); a label the corpus does not
-annotate is dropped before scoring. The zero-shot system may be a k-shot one (`--shots k`, demonstrations from
+The corpus is a preset or the user's own (`kinds.source.open_corpus`); its labels are renamed to task labels
+(`--label-map CORPUS=TASK`) and task labels mapped onto the corpus's (`label_mapping`); a task label the corpus
+does not annotate is dropped before scoring. The zero-shot system may be a k-shot one (`--shots k`, demonstrations from
 generated data only). The report adds where each system's errors come from (`medsynth.evaluate.diagnose`).
 """
 
@@ -11,11 +12,13 @@ import csv
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from medsynth.data.corpora import Corpus
 from medsynth.data.corpora import ner as corpora
 from medsynth.data.tokens import detokenize
 from medsynth.errors import MedsynthError
 from medsynth.evaluate import scores
 from medsynth.evaluate.kinds import ModelPlan, Predicted, SmallSystem, TestSet, Unit
+from medsynth.evaluate.kinds.source import dataset_slug, open_corpus, validation_split
 from medsynth.records import Example
 from medsynth.train.ner import TrainConfig
 
@@ -67,18 +70,25 @@ def _examples_from_iob(sentences: list[corpora.IOBSentence], name: str) -> list[
     return out
 
 
-def supervised_data(cfg: BenchConfig, work: Path) -> Path:
-    """The corpus train (+ devel as validation) split, exported in the same hf/ layout `build` writes."""
+def supervised_data(cfg: BenchConfig, work: Path, corpus: Corpus) -> Path:
+    """The corpus train split (+ devel as validation, unless devel is the split scored) in the hf/ layout `build`
+    writes. A preset scored on test keeps its old folder name, so earlier results' models are still reused."""
     from medsynth.data.export import write_hf
 
-    target = work / f"supervised-data-{cfg.dataset}"
+    validation = validation_split(cfg, corpus)
+    name = dataset_slug(cfg.dataset, "ner") + ("" if validation else "-no-devel")
+    target = work / f"supervised-data-{name}"
     if not (target / "hf").exists():
-        train = corpora.load_corpus(cfg.dataset, "train", cfg.data_dir)
-        devel = corpora.load_corpus(cfg.dataset, "devel", cfg.data_dir)
-        labels = corpora.corpus_labels(train)
+        from medsynth.train.fit import hold_out_validation
+
+        train = corpus.split("train")
+        if validation:
+            fit, val = _examples_from_iob(train, "train"), _examples_from_iob(corpus.split(validation), "devel")
+        else:  # a seeded 10% of train, as the trainer itself would hold out
+            fit, val, _ = hold_out_validation(_examples_from_iob(train, "train"), cfg.train.seed, "sentences",
+                                              cfg.dataset)
         target.mkdir(parents=True, exist_ok=True)
-        write_hf({"train": _examples_from_iob(train, "train"), "validation": _examples_from_iob(devel, "devel")},
-                 labels, target / "hf")
+        write_hf({"train": fit, "validation": val}, corpora.corpus_labels(train), target / "hf")
     return target
 
 
@@ -114,9 +124,13 @@ class NERKind:
         return weighting_suffix(cfg.train)
 
     def load_test(self, cfg: BenchConfig) -> TestSet:
-        test_all = corpora.load_corpus(cfg.dataset, "test", cfg.data_dir)
-        mapping = corpora.label_mapping(cfg.task.label_names, corpora.corpus_labels(test_all), cfg.label_map)
-        return TestSet(units=[(None, corpora.sample(test_all, cfg.limit, cfg.seed))], mapping=mapping)
+        """The scored split (`cfg.split`) of the corpus, label-mapped; what was scored goes into every meta."""
+        corpus, to_corpus = open_corpus(cfg, cfg.task.label_names)
+        test_all = corpus.split(cfg.split)
+        mapping = corpora.label_mapping(cfg.task.label_names, corpora.corpus_labels(test_all), to_corpus)
+        meta = {"split": cfg.split, "test_corpus": corpus.describe(cfg.split), "limit": cfg.limit}
+        return TestSet(units=[(None, corpora.sample(test_all, cfg.limit, cfg.seed))], mapping=mapping, meta=meta,
+                       corpus=corpus)
 
     def zero_shot(self, client: LLMClient, cfg: BenchConfig, test: TestSet, name: str,
                   journal: AnswerJournal) -> tuple[list[dict], dict]:
@@ -136,7 +150,7 @@ class NERKind:
         return train_ner(data_dir, model_dir, config, progress=progress)
 
     def supervised(self, cfg: BenchConfig, test: TestSet) -> SmallSystem:
-        data = supervised_data(cfg, cfg.out / "work")
+        data = supervised_data(cfg, cfg.out / "work", test.corpus)
         return SmallSystem([ModelPlan(data, cfg.out / "models" / "supervised", test.units)], str(data), unweighted(cfg))
 
     def predict(self, model_dir: Path, units: list[Unit], name: str, cfg: BenchConfig, test: TestSet) -> Predicted:

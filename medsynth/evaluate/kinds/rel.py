@@ -1,6 +1,7 @@
 """The relation-extraction benchmark kind: candidate pairs, micro F1 over the relation labels, a pair classifier.
 
-Test pairs come from `medsynth.data.corpora.rel` (see its docstring for how each dataset's pairs are formed). GAD
+Test pairs come from `read_corpus` (a preset, see `medsynth.data.corpora.rel` for how each dataset's pairs are
+formed, or the user's BRAT / data.jsonl / pairs.jsonl corpus; `kinds.source`). GAD
 follows the BioBERT 10-fold protocol: every requested fold's test split is one unit, scored separately (rows carry
 their `fold`), and the report gives the mean ± sd of the per-fold scores next to the pooled score; `--folds` picks
 a subset because each fold means another supervised training run. ChemProt and BC5CDR-CID use their official test
@@ -14,11 +15,13 @@ import csv
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from medsynth.data.corpora import Corpus
 from medsynth.data.corpora import ner as corpora
 from medsynth.data.corpora import rel as corpora_re
 from medsynth.errors import MedsynthError
 from medsynth.evaluate import scores
 from medsynth.evaluate.kinds import ModelPlan, Predicted, SmallSystem, TestSet, Unit
+from medsynth.evaluate.kinds.source import dataset_slug, is_preset, open_corpus, validation_split
 from medsynth.records import NO_RELATION
 from medsynth.spec import TaskSpec
 from medsynth.train.rel import REConfig
@@ -34,11 +37,13 @@ DATASET_RELATIONS = {"gad": ("Association",), "chemprot": corpora_re.CHEMPROT_GR
 
 def check_task(task: TaskSpec, dataset: str) -> None:
     """The task must be RE and name every relation the corpus annotates (else recall would be capped for a
-    reason unrelated to the data)."""
-    corpora_re._check_dataset(dataset)
+    reason unrelated to the data). A user's corpus is checked when it is read (`kinds.source.open_corpus`)."""
     if task.kind != "re":
         raise MedsynthError(f"task {task.name!r} is a {task.kind} task; bench re needs a relation task",
                             field="--task", value=task.name)
+    if not is_preset(dataset, "re"):
+        return
+    corpora_re._check_dataset(dataset)
     names = {r.name for r in task.relations}
     missing = [r for r in DATASET_RELATIONS[dataset] if r not in names]
     if missing:
@@ -48,7 +53,7 @@ def check_task(task: TaskSpec, dataset: str) -> None:
 
 def folds(cfg: BenchConfig) -> list[int | None]:
     """The GAD folds to run (all 10 unless --folds), or [None] for a corpus with one official test split."""
-    if cfg.dataset != "gad":
+    if cfg.dataset != "gad" or not is_preset(cfg.dataset, "re"):
         if cfg.folds:
             raise MedsynthError("--folds applies to gad only (10-fold CV)", field="--folds", value=cfg.folds)
         return [None]
@@ -59,9 +64,26 @@ def folds(cfg: BenchConfig) -> list[int | None]:
     return sorted(set(chosen))
 
 
-def to_corpus_labels(labels: list[str], dataset: str) -> list[str]:
-    """Task relations the corpus never annotates are predicted as 'none' (the corpus's scope, not an error)."""
-    allowed = set(DATASET_RELATIONS[dataset])
+def task_labels(task: TaskSpec) -> list[str]:
+    """What a relation corpus's labels must map onto: the task's entity labels and relation names."""
+    return [*task.label_names, *(r.name for r in task.relations)]
+
+
+def corpus_relations(cfg: BenchConfig, corpus: Corpus) -> tuple[str, ...]:
+    """The relation labels the corpus annotates (after the label map): a preset's declared ones, else those found
+    in its splits."""
+    if is_preset(cfg.dataset, "re"):
+        mapping = corpus.mapping()
+        names = [mapping.get(r, r) for r in DATASET_RELATIONS[cfg.dataset]]
+    else:
+        names = [p.label for s in corpus.splits for p in corpus.split(s)]
+    return tuple(sorted(set(names) - {NO_RELATION, "O"}))
+
+
+def to_corpus_labels(labels: list[str], relations: tuple[str, ...] | str) -> list[str]:
+    """Task relations the corpus never annotates are predicted as 'none' (the corpus's scope, not an error).
+    `relations`: the corpus's relation labels, or a preset's name."""
+    allowed = set(DATASET_RELATIONS[relations] if isinstance(relations, str) else relations)
     return [lab if lab in allowed else NO_RELATION for lab in labels]
 
 
@@ -69,16 +91,16 @@ def _fold_suffix(fold: int | None) -> str:
     return f"-fold{fold}" if fold else ""
 
 
-def supervised_data(cfg: BenchConfig, fold: int | None) -> Path:
-    """The corpus train split (+ devel as validation; GAD has none, so the trainer holds out 10% of train) as
-    pairs.jsonl under OUT/work/."""
-    target = cfg.out / "work" / f"supervised-{cfg.dataset}{_fold_suffix(fold)}"
+def supervised_data(cfg: BenchConfig, fold: int | None, corpus: Corpus) -> Path:
+    """The corpus train split (+ devel as validation unless devel is scored; without one the trainer holds out
+    10% of train) as pairs.jsonl under OUT/work/."""
+    validation = validation_split(cfg, corpus)
+    suffix = "" if validation or "devel" not in corpus.splits else "-no-devel"
+    target = cfg.out / "work" / f"supervised-{dataset_slug(cfg.dataset, 're')}{_fold_suffix(fold)}{suffix}"
     if not (target / "pairs.jsonl").exists():
-        train = corpora_re.load_re(cfg.dataset, "train", cfg.data_dir, fold=fold or 1)
-        pairs = [p.model_copy(update={"split": "train"}) for p in train]
-        if cfg.dataset != "gad":
-            devel = corpora_re.load_re(cfg.dataset, "devel", cfg.data_dir)
-            pairs += [p.model_copy(update={"split": "validation"}) for p in devel]
+        pairs = [p.model_copy(update={"split": "train"}) for p in corpus.split("train")]
+        if validation:
+            pairs += [p.model_copy(update={"split": "validation"}) for p in corpus.split(validation)]
         corpora_re.write_pairs(target / "pairs.jsonl", pairs)
     return target
 
@@ -113,8 +135,6 @@ class REKind:
         if cfg.shots:
             raise MedsynthError("--shots is not available for bench re (zero-shot only)", field="--shots",
                                 value=cfg.shots)
-        if cfg.label_map:
-            raise MedsynthError("--label-map applies to bench ner only", field="--label-map")
         check_task(cfg.task, cfg.dataset)
 
     def check_train_data(self, cfg: BenchConfig) -> None:
@@ -130,18 +150,23 @@ class REKind:
         return ""
 
     def load_test(self, cfg: BenchConfig) -> TestSet:
-        """Sampled test pairs per fold; every system's meta records the loaders' stats (pairs, gold relations
-        lost to sentence level) and what was sampled."""
+        """Sampled pairs of the scored split per fold; every system's meta records the split, the corpus (spec,
+        content hash), the loaders' stats (pairs, gold relations lost to sentence level) and what was sampled."""
         units: list[Unit] = []
-        stats = {}
+        stats, described, corpora_by_fold = {}, {}, {}
+        relations: tuple[str, ...] = ()
         for fold in folds(cfg):
-            corpus = corpora_re.load_re_corpus(cfg.dataset, "test", cfg.data_dir, fold=fold or 1)
-            units.append((fold, corpora.sample(corpus.pairs, cfg.limit, cfg.seed)))
-            stats[str(fold) if fold else "test"] = corpus.stats
+            corpus, _ = open_corpus(cfg, task_labels(cfg.task), fold=fold or 1)
+            units.append((fold, corpora.sample(corpus.split(cfg.split), cfg.limit, cfg.seed)))
+            key = str(fold) if fold else cfg.split
+            stats[key], described[key] = corpus.stats(cfg.split), corpus.describe(cfg.split)
+            corpora_by_fold[fold] = corpus
+            relations = corpus_relations(cfg, corpus)
         meta = {"dataset": cfg.dataset, "task": f"{cfg.task.name}.v{cfg.task.version}",
                 "folds": [f for f, _ in units if f is not None], "limit": cfg.limit, "seed": cfg.seed,
-                "corpus": stats}
-        return TestSet(units=units, meta=meta)
+                "corpus": stats, "split": cfg.split,
+                "test_corpus": described if len(described) > 1 else next(iter(described.values()))}
+        return TestSet(units=units, meta=meta, corpus=corpora_by_fold, relations=relations)
 
     def zero_shot(self, client: LLMClient, cfg: BenchConfig, test: TestSet, name: str,
                   journal: AnswerJournal) -> tuple[list[dict], dict]:
@@ -151,7 +176,7 @@ class REKind:
         seconds, counters, records, llm = 0.0, {}, [], {}
         for fold, pairs in test.units:
             labels, info = predict_zero_shot_re(client, cfg.task, pairs, progress=cfg.progress, journal=journal)
-            rows += scores.re_predictions_record(pairs, to_corpus_labels(labels, cfg.dataset), name, fold=fold)
+            rows += scores.re_predictions_record(pairs, to_corpus_labels(labels, test.relations), name, fold=fold)
             seconds += info["seconds"]
             for k, v in info["counters"].items():
                 counters[k] = counters.get(k, 0) + v
@@ -167,8 +192,9 @@ class REKind:
         return train_re(data_dir, model_dir, config, progress=progress)  # type: ignore[arg-type]
 
     def supervised(self, cfg: BenchConfig, test: TestSet) -> SmallSystem:
-        plans = [ModelPlan(supervised_data(cfg, fold), cfg.out / "models" / f"supervised{_fold_suffix(fold)}",
-                           [(fold, pairs)]) for fold, pairs in test.units]
+        plans = [ModelPlan(supervised_data(cfg, fold, test.corpus[fold]),
+                           cfg.out / "models" / f"supervised{_fold_suffix(fold)}", [(fold, pairs)])
+                 for fold, pairs in test.units]
         return SmallSystem(plans, f"{cfg.dataset} train split", cfg)
 
     def predict(self, model_dir: Path, units: list[Unit], name: str, cfg: BenchConfig, test: TestSet) -> Predicted:
@@ -184,7 +210,7 @@ class REKind:
             t0 = time.monotonic()
             labels, probs = predictor.predict_with_proba(pairs)
             seconds += time.monotonic() - t0
-            rows += scores.re_predictions_record(pairs, to_corpus_labels(labels, cfg.dataset), name, probs, fold)
+            rows += scores.re_predictions_record(pairs, to_corpus_labels(labels, test.relations), name, probs, fold)
         return Predicted(rows, seconds, {"device": pick_device(cfg.train.device)})
 
     def model_meta(self, cfg: BenchConfig, model_dirs: list[Path], n: int) -> dict:
