@@ -17,13 +17,16 @@ from medsynth.hashing import DEFAULT_SEED
 
 
 class _Formatter(argparse.ArgumentDefaultsHelpFormatter):
-    """Show each option's default, except where the help already states it, the default is None (the value
-    then comes from a config object and the help names it) or the option is an on/off switch."""
+    """Show each option's default, except where the help already states it (values that come from a config
+    object are named there) or the option is an on/off switch; an unset default reads "(default: none)"."""
 
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
-        if "default" in text or action.default in (None, False, argparse.SUPPRESS) or action.default == []:
+        switch = action.default is False or action.default == argparse.SUPPRESS
+        if "default" in text or switch or not action.option_strings:
             return text
+        if action.default is None or action.default == []:
+            return f"{text} (default: none)"
         return super()._get_help_string(action)
 
 
@@ -502,6 +505,10 @@ def build_parser() -> argparse.ArgumentParser:
     from medsynth.cli.distill import add_command as add_distill_command  # distill ner (self-distillation)
 
     add_distill_command(sub)
+
+    from medsynth.cli.cache import add_command as add_cache_command  # cache [--clear]
+
+    add_cache_command(sub)
     return parser
 
 
