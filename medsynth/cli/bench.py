@@ -51,20 +51,22 @@ def _label_map(value: str | None) -> dict[str, str] | None:
     return {task.strip(): corpus.strip() for task, corpus in pairs}
 
 
-# The committed benchmark results selected epochs on every validation split, however small (a 250-example run
-# holds ~25): bench keeps that unless --min-validation is given, so its recipes reproduce.
-BENCH_TRAIN_DEFAULTS = {"min_validation": 1}
 
 
 def _train_config(args: argparse.Namespace):
-    """The small-model options as the kind's trainer config (unset options keep its defaults, and bench's)."""
+    """The small-model options as the kind's trainer config; unset options keep the recipe the committed
+    results were trained with (`fit.BENCH_RECIPE`: min_steps 400, epoch selection on any validation split)."""
     if args.kind == "re":
         from medsynth.cli.rel import re_config
 
-        return re_config(args, **BENCH_TRAIN_DEFAULTS)
+        return re_config(args, min_validation=1)  # REConfig keeps its own step floor
     from medsynth.cli.main import _train_config
+    from medsynth.train.fit import BENCH_RECIPE
 
-    return _train_config(args, **BENCH_TRAIN_DEFAULTS)
+    recipe = dict(BENCH_RECIPE)
+    if args.epochs is not None and args.min_steps is None:
+        recipe.pop("min_steps")  # --epochs honoured, as in `train`
+    return _train_config(args, **recipe)
 
 
 def _models(values: list[str]) -> dict[str, Path]:

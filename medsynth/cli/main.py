@@ -257,9 +257,9 @@ def _train_defaults() -> dict[str, Any]:
     return {k: (f"{v}" if rel.get(k) == v else f"{v}; relations {rel.get(k)}") for k, v in ner.items()}
 
 
-def _add_train_options(p: argparse.ArgumentParser) -> None:
+def _add_train_options(p: argparse.ArgumentParser, title: str = "") -> None:
     d = _train_defaults()
-    g = p.add_argument_group("small model (defaults: TrainConfig; relation models: REConfig)")
+    g = p.add_argument_group(title or "small model (defaults: TrainConfig; relation models: REConfig)")
     g.add_argument("--encoder", default=None,
                    help=f"minilm (packaged MiniLM-L6) or any HF path or id (default: {d['model']})")
     g.add_argument("--epochs", type=_positive_int, default=None,
@@ -495,7 +495,10 @@ def build_parser() -> argparse.ArgumentParser:
     be.add_argument("--report-only", action="store_true", help="recompute tables from stored predictions")
     be.add_argument("--no-progress", action="store_true", help="no progress bars")
     _add_llm_options(be, model_alias=False)  # bench's --model is NAME=DIR; a bare NAME is still the old LLM alias
-    _add_train_options(be)
+    from medsynth.train.fit import BENCH_RECIPE
+
+    _add_train_options(be, "small models (defaults: TrainConfig, REConfig; bench keeps the committed results' "
+                           f"recipe: {', '.join(f'{k} {v}' for k, v in BENCH_RECIPE.items())} unless given)")
     be.set_defaults(func=cmd_bench)
 
     from medsynth.cli.quality import add_commands as add_quality_commands  # judge, report

@@ -76,7 +76,7 @@ def test_epochs_without_min_steps_is_honoured():
     from medsynth.cli.main import _train_config
 
     parser = build_parser()
-    assert _train_config(parser.parse_args(["train", "--data", "d"])).min_steps == 400
+    assert _train_config(parser.parse_args(["train", "--data", "d"])).min_steps == 100
     assert _train_config(parser.parse_args(["train", "--data", "d", "--epochs", "2"])).min_steps == 0
     cfg = _train_config(parser.parse_args(["train", "--data", "d", "--epochs", "2", "--min-steps", "50"]))
     assert (cfg.epochs, cfg.min_steps) == (2, 50)
