@@ -33,4 +33,5 @@ test-all: setup
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 clean:
+	-test -x $(BIN)/python && $(BIN)/python -m medsynth cache --clear
 	rm -rf $(VENV) runs models .pytest_cache

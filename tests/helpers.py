@@ -38,7 +38,7 @@ def fresh_endpoint_modes(monkeypatch):
 def build_with_double(kind: str, double: LLMDouble, out: Path, n: int, *extra: str) -> int:
     """`medsynth build KIND` of n examples into out, answered by the double."""
     return main(["build", kind, "--n", str(n), "--out", str(out), "--base-url", double.base_url,
-                 "--model", "double-model", "--no-progress", *extra])
+                 "--llm-model", "double-model", "--no-progress", *extra])
 
 
 def built_run(root: Path, respond, n: int = 6) -> Path:

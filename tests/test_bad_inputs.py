@@ -119,13 +119,13 @@ def _command(case: Path, tmp: Path) -> tuple[list[str], Path, Path]:
     if name.startswith("task_"):
         out = tmp / "out"
         return (["build", "ner", "--task-file", str(case), "--n", "1", "--out", str(out), "--base-url", dead,
-                 "--model", "m", "--no-progress"], case, out)
+                 "--llm-model", "m", "--no-progress"], case, out)
     if name.startswith("iob_"):
         target = _ncbi_test_file(tmp / "data")
         shutil.copy(case, target)
         out = tmp / "bench"
         return (["bench", "ner", "--dataset", "ncbi-disease", "--task", "ncbi-disease", "--data-dir",
-                 str(tmp / "data"), "--systems", "zero-shot", "--base-url", dead, "--model", "m", "--out", str(out),
+                 str(tmp / "data"), "--systems", "zero-shot", "--base-url", dead, "--llm-model", "m", "--out", str(out),
                  "--no-progress"], target, out / "predictions")
     if name.startswith("pred_"):
         preds = tmp / "bench" / "predictions"
@@ -143,7 +143,7 @@ def _command(case: Path, tmp: Path) -> tuple[list[str], Path, Path]:
     if name.startswith("annotate_"):
         out = tmp / "out"
         return (["build", "ner", "--annotate", str(case), "--n", "1", "--out", str(out), "--base-url", dead,
-                 "--model", "m", "--no-progress"], case, out)
+                 "--llm-model", "m", "--no-progress"], case, out)
     if name.startswith("store_"):
         run = tmp / "run"
         run.mkdir()
@@ -196,7 +196,7 @@ def test_huge_line_is_one_short_line(tmp_path, monkeypatch, capsys):
     target.write_bytes(b"The\tO\nfever\tB-Disease\n" + b"lorem ipsum dolor " * 230_000 + b"\n\n")
     argv = ["bench", "ner", "--dataset", "ncbi-disease", "--task", "ncbi-disease", "--data-dir",
             str(tmp_path / "data"), "--systems", "zero-shot", "--base-url", f"http://127.0.0.1:{closed_port()}/v1",
-            "--model", "m", "--out", str(tmp_path / "bench"), "--no-progress"]
+            "--llm-model", "m", "--out", str(tmp_path / "bench"), "--no-progress"]
     code = main(argv)
     err = capsys.readouterr().err
     line = _check_one_line(code, err, target, [":3", "'lorem ipsum dolor", "no tab"])

@@ -107,3 +107,71 @@ def test_mkdocs_build_strict_passes(tmp_path: Path) -> None:
         env={**os.environ, "NO_MKDOCS_2_WARNING": "1"},
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+
+
+# -- runnable shell blocks ---------------------------------------------------------------------------------------
+
+RUNNABLE = re.compile(r"^<!-- runnable( slow)? -->\n```(?:bash|sh|console)\n(.*?)^```", re.M | re.S)
+
+
+def runnable_blocks(markdown: str) -> list[tuple[bool, list[str]]]:
+    """(slow, commands) per block tagged `<!-- runnable -->` / `<!-- runnable slow -->`: continuation lines are
+    joined, comments and `. .venv/bin/activate` dropped."""
+    blocks = []
+    for slow, body in RUNNABLE.findall(markdown):
+        joined = re.sub(r"\s*\\\n\s*", " ", body)
+        commands = [line.split("  #", 1)[0].strip() for line in joined.splitlines()]
+        blocks.append((bool(slow), [c for c in commands if c and not c.startswith(("#", ". ", "source "))]))
+    return blocks
+
+
+def doc_command(command: str, base_url: str) -> list[str]:
+    """A documented `medsynth ...` line as the test runs it: the loopback double as LLM, small sizes."""
+    import shlex
+
+    argv = shlex.split(command)
+    assert argv[0] == "medsynth", f"runnable blocks hold medsynth commands only: {command}"
+    argv = [sys.executable, "-m", "medsynth", *argv[1:]]
+    if argv[3] == "build":
+        argv = [("4" if prev == "--n" else a) for prev, a in zip([None, *argv], argv)]
+        argv += ["--base-url", base_url, "--llm-model", "double-model", "--no-progress"]
+    elif argv[3] == "train":
+        argv += ["--max-steps", "2", "--no-progress"]
+    elif argv[3] == "bench":
+        argv += ["--base-url", base_url, "--llm-model", "double-model", "--limit", "5", "--max-steps", "2",
+                 "--no-progress", "--data-dir", str(ROOT.parent / "shared" / "data")]
+    return argv
+
+
+def test_runnable_blocks_are_found_and_tagged_slow() -> None:
+    text = "<!-- runnable -->\n```bash\nmedsynth tasks   # list\nmedsynth build ner \\\n  --n 9\n```\n" \
+           "```bash\nmedsynth never\n```\n<!-- runnable slow -->\n```bash\n. .venv/bin/activate\nmedsynth bench\n```\n"
+    assert runnable_blocks(text) == [(False, ["medsynth tasks", "medsynth build ner --n 9"]),
+                                     (True, ["medsynth bench"])]
+    assert doc_command("medsynth build ner --n 200", "U")[3:7] == ["build", "ner", "--n", "4"]
+
+
+DOCS_WITH_COMMANDS = [p for p in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+                      if "<!-- runnable" in p.read_text(encoding="utf-8")]
+
+
+@pytest.mark.parametrize("slow", [False, pytest.param(True, marks=pytest.mark.slow)])
+@pytest.mark.parametrize("doc", DOCS_WITH_COMMANDS, ids=lambda p: p.name)
+def test_documented_commands_run(doc: Path, slow: bool, tmp_path: Path) -> None:
+    """Every command of the doc's runnable blocks (the quick ones, or with `slow` also the long ones) exits 0,
+    run in order in one temp folder, as a user pasting them would."""
+    sys.path.insert(0, str(ROOT))
+    from tests.fake_generator import answer
+    from tests.llm_double import LLMDouble
+
+    blocks = [cmds for is_slow, cmds in runnable_blocks(doc.read_text(encoding="utf-8")) if slow or not is_slow]
+    if slow and not any(s for s, _ in runnable_blocks(doc.read_text(encoding="utf-8"))):
+        pytest.skip("no slow blocks")
+    env = {**os.environ, "MEDSYNTH_CACHE_DIR": str(tmp_path / "cache"), "PYTHONPATH": str(ROOT),
+           "OMP_NUM_THREADS": "1"}
+    env.pop("OPENAI_BASE_URL", None)
+    with LLMDouble(answer) as double:
+        for command in [c for cmds in blocks for c in cmds]:
+            done = subprocess.run(doc_command(command, double.base_url), cwd=tmp_path, env=env, capture_output=True,
+                                  text=True, timeout=300)
+            assert done.returncode == 0, f"{doc.name}: {command}\n{done.stderr[-2000:]}"

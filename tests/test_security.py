@@ -83,13 +83,13 @@ def test_api_key_never_reaches_disk_logs_or_output(tmp_path, planted_key, caplog
                           default=answer)) as double:
         url = double.base_url
         assert main(["build", "ner", "--n", "12", "--out", str(build_out), "--base-url", url,
-                     "--model", "double-model", "--no-progress"]) == 0
+                     "--llm-model", "double-model", "--no-progress"]) == 0
         # train writes the model where `bench` looks for the synthetic system's model, so bench reuses it
         assert main(["train", "--data", str(build_out), "--out", str(bench_out / "models" / "synthetic"),
                      "--max-steps", "2", "--batch-size", "4", "--no-progress"]) == 0
         assert main(["bench", "ner", "--dataset", "ncbi-disease", "--data-dir", str(tmp_path / "data"),
                      "--systems", "zero-shot,synthetic", "--train-data", str(build_out), "--out", str(bench_out),
-                     "--base-url", url, "--model", "double-model", "--no-progress"]) == 0
+                     "--base-url", url, "--llm-model", "double-model", "--no-progress"]) == 0
         assert main(["bench", "ner", "--dataset", "ncbi-disease", "--report-only", "--out", str(bench_out)]) == 0
         sent = {h.get("authorization") for h in double.headers}
     assert sent == {f"Bearer {planted_key}"}  # the key was really in use ...
@@ -127,7 +127,7 @@ def test_key_echoed_by_the_endpoint_is_not_repeated(tmp_path, planted_key, caplo
 
     with LLMDouble(echo) as double:
         code = main(["build", "ner", "--n", "1", "--out", str(tmp_path / "run"), "--base-url", double.base_url,
-                     "--model", "double-model", "--timeout", "2", "--no-progress"])
+                     "--llm-model", "double-model", "--timeout", "2", "--no-progress"])
     assert code != 0
     out, err = capsys.readouterr()
     for text in (out, err, caplog.text):

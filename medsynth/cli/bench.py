@@ -58,22 +58,48 @@ def _label_map(value: str | None) -> dict[str, str] | None:
 
 
 def _train_config(args: argparse.Namespace):
-    """The small-model options as the kind's trainer config (unset options keep its defaults)."""
+    """The small-model options as the kind's trainer config; unset options keep the recipe the committed
+    results were trained with (`fit.BENCH_RECIPE`: min_steps 400, epoch selection on any validation split)."""
     if args.kind == "re":
         from medsynth.cli.rel import re_config
 
-        return re_config(args)
+        return re_config(args, min_validation=1)  # REConfig keeps its own step floor
     from medsynth.cli.main import _train_config
+    from medsynth.train.fit import BENCH_RECIPE
 
-    return _train_config(args)
+    recipe = dict(BENCH_RECIPE)
+    if args.epochs is not None and args.min_steps is None:
+        recipe.pop("min_steps")  # --epochs honoured, as in `train`
+    return _train_config(args, **recipe)
+
+
+def _models(values: list[str]) -> dict[str, Path]:
+    """`--model NAME=DIR` values as {NAME: DIR}; a NAME given twice is refused."""
+    models: dict[str, Path] = {}
+    for value in values:
+        name, _, folder = value.partition("=")
+        if not name.strip() or not folder.strip():
+            raise UsageError("--model takes NAME=DIR, e.g. synthetic=models/ncbi", field="--model", value=value)
+        if name.strip() in models:
+            raise UsageError("system name given twice", field="--model", value=name.strip())
+        models[name.strip()] = Path(folder.strip())
+    return models
+
+
+def _systems(args: argparse.Namespace, models: dict[str, Path]) -> list[str]:
+    """--systems, else all three (none when --model names the systems to score)."""
+    if args.systems is None:
+        return [] if models else ["zero-shot", "synthetic", "supervised"]
+    return [s.strip() for s in args.systems.split(",") if s.strip()]
 
 
 def bench_config(args: argparse.Namespace, out: Path, task):
     """The library's config for a full bench run."""
     from medsynth.evaluate.bench import BenchConfig
 
+    models = _models(args.models)
     return BenchConfig(kind=args.kind, task=task, dataset=args.dataset, split=args.split,
-                       systems=[s.strip() for s in args.systems.split(",") if s.strip()], out=out,
+                       systems=_systems(args, models), models=models, out=out,
                        data_dir=args.data_dir, limit=args.limit, seed=args.seed, shots=args.shots,
                        label_map=_label_map(args.label_map), folds=_folds(args.folds),
                        train_data=[Path(p) for p in args.train_data], train=_train_config(args),
@@ -98,4 +124,5 @@ def bench_command(args: argparse.Namespace, session) -> int:
     else:
         run_bench(bench_config(args, out, task), lambda: session(out))
     print((out / "table.md").read_text(encoding="utf-8"))
+    print(f"results in {out}/ (table.md, scores.json, scores.csv, plot.png, predictions/)")
     return 0

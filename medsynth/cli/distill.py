@@ -45,27 +45,25 @@ def cmd_distill(args: argparse.Namespace) -> int:
 
 
 def add_command(sub: Any) -> None:
-    """Add `distill ner` to the `python -m medsynth` subparsers. `--model` names the small model here, so the
-    endpoint's model name moves to `--llm-model` (conflict_handler='resolve' drops the shared `--model`)."""
+    """Add `distill ner` to the `python -m medsynth` subparsers. `--model` names the small model here, as in
+    predict and bench; the endpoint's model name is the shared `--llm-model`."""
     from medsynth.cli.main import _add_llm_options, _add_train_options, _positive_int
 
-    d = sub.add_parser("distill", help="self-distillation: the LLM coaches a small model's predictions, round by round",
-                       conflict_handler="resolve")
-    d.add_argument("kind", choices=["ner"])
-    _add_llm_options(d)
+    d = sub.add_parser("distill", help="self-distillation: the LLM coaches a small model's predictions, round by round")
+    d.add_argument("kind", choices=["ner"], help="what to distill (NER only)")
+    _add_llm_options(d, model_alias=False)
     d.add_argument("--model", dest="ner_model", required=True, help="the small NER model to improve (a `train` output)")
-    d.add_argument("--llm-model", dest="llm_model", default=None, help="model name at --base-url (also OPENAI_MODEL)")
-    d.add_argument("--task", dest="task_name", default=None, help="task whose labels and guidelines the coach uses")
-    d.add_argument("--task-file", default=None)
+    d.add_argument("--task", dest="task_name", default=None, help="task whose labels and guidelines the coach uses (default: ner)")
+    d.add_argument("--task-file", default=None, help="your own task file (YAML/JSON) instead of --task")
     d.add_argument("--train-data", default=None, help="the model's original training data (default: from its card)")
-    d.add_argument("--rounds", type=_positive_int, default=3)
-    d.add_argument("--per-round", type=_positive_int, default=50, help="sentences reviewed per round (default 50)")
+    d.add_argument("--rounds", type=_positive_int, default=3, help="coach-and-retrain rounds")
+    d.add_argument("--per-round", type=_positive_int, default=50, help="sentences reviewed per round")
     d.add_argument("--unlabeled", default=None, help="sentences to use, one per line (default: the LLM writes them)")
-    d.add_argument("--dataset", default=None, help="score each round's model on this corpus's test split")
-    d.add_argument("--data-dir", default=None, help="benchmark data folder (default ../shared/data)")
-    d.add_argument("--limit", type=_positive_int, default=None, help="a fixed seeded sample of N test sentences")
-    d.add_argument("--out", default="runs/distill")
-    d.add_argument("--seed", type=int, default=DEFAULT_SEED)
-    d.add_argument("--no-progress", action="store_true")
+    d.add_argument("--dataset", default=None, help="score each round's model on this corpus's test split (default: none)")
+    d.add_argument("--data-dir", default=None, help="benchmark data folder (default: ../shared/data)")
+    d.add_argument("--limit", type=_positive_int, default=None, help="a fixed seeded sample of N test sentences (default: all)")
+    d.add_argument("--out", default="runs/distill", help="folder for the rounds' models and report")
+    d.add_argument("--seed", type=int, default=DEFAULT_SEED, help="seeds sampling and training")
+    d.add_argument("--no-progress", action="store_true", help="no progress bars")
     _add_train_options(d)
     d.set_defaults(func=cmd_distill)

@@ -10,13 +10,32 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 from medsynth.errors import MedsynthError, UsageError
 from medsynth.hashing import DEFAULT_SEED
 
 
+class _Formatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Show each option's default, except where the help already states it (values that come from a config
+    object are named there) or the option is an on/off switch; an unset default reads "(default: none)"."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        switch = action.default is False or action.default == argparse.SUPPRESS
+        if "default" in text or switch or not action.option_strings:
+            return text
+        if action.default is None or action.default == []:
+            return f"{text} (default: none)"
+        return super()._get_help_string(action)
+
+
 class _Parser(argparse.ArgumentParser):
-    """Usage errors are one line too (the full usage stays one `--help` away)."""
+    """Usage errors are one line too (the full usage stays one `--help` away); every parser shows defaults."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", _Formatter)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> None:  # type: ignore[override]
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
@@ -39,31 +58,73 @@ def _llm_defaults() -> dict:
     return {name: f.default for name, f in SessionConfig.model_fields.items()}
 
 
-def _add_llm_options(p: argparse.ArgumentParser) -> None:
+def warn_deprecated(old: str, new: str) -> None:
+    """One warning line on stderr for a renamed flag that still works (published commands use it)."""
+    print(f"medsynth: warning: {old} is deprecated; use {new}", file=sys.stderr)
+
+
+class _DeprecatedAlias(argparse.Action):
+    """An old flag spelling (train's `--task ner|re`, now `--kind`): same destination, one warning line."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, value: Any,
+                 option_string: str | None = None) -> None:
+        warn_deprecated(str(option_string), "--kind")
+        setattr(namespace, self.dest, value)
+
+
+class _BenchModel(argparse.Action):
+    """bench's `--model NAME=DIR` (a trained model folder, repeatable); a value without `=` is the old
+    `--model LLM_NAME` spelling of `--llm-model`, kept working with one warning line."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, value: Any,
+                 option_string: str | None = None) -> None:
+        if "=" not in value:
+            warn_deprecated("--model for the LLM's model name", "--llm-model (--model now takes NAME=DIR)")
+            namespace.llm_model = value
+            return
+        setattr(namespace, self.dest, [*getattr(namespace, self.dest, []), value])
+
+
+class _DeprecatedLLMModel(argparse.Action):
+    """`--model NAME` in build/judge: the old spelling of `--llm-model`."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, value: Any,
+                 option_string: str | None = None) -> None:
+        warn_deprecated(f"{option_string} for the LLM's model name", "--llm-model")
+        namespace.llm_model = value
+
+
+def _add_llm_options(p: argparse.ArgumentParser, model_alias: bool = True) -> None:
+    """The LLM endpoint options shared by every command that talks to an LLM. `model_alias`: accept the old
+    `--model NAME` for `--llm-model` (commands whose `--model` means a trained model folder pass False)."""
     d = _llm_defaults()
     g = p.add_argument_group("LLM endpoint (default: the embedded local model on 127.0.0.1)")
-    g.add_argument("--llm", default=d["llm"], help="embedded model: qwen (default), tiny (SmolLM2-135M, tests), or a .gguf path")
+    g.add_argument("--llm", default=d["llm"], help="embedded model: qwen, tiny (SmolLM2-135M, tests), or a .gguf path")
     g.add_argument("--base-url", action="append", default=None,
                    help="any OpenAI-compatible endpoint (also OPENAI_BASE_URL); key from OPENAI_API_KEY. Repeat it "
                         "(or give a comma-separated list) to spread requests over several servers of one model")
-    g.add_argument("--model", dest="llm_model", default=None, help="model name at --base-url (also OPENAI_MODEL)")
+    g.add_argument("--llm-model", dest="llm_model", default=None,
+                   help="model name at --base-url (default: OPENAI_MODEL, else the endpoint's only model)")
+    if model_alias:
+        g.add_argument("--model", dest="llm_model", action=_DeprecatedLLMModel, default=argparse.SUPPRESS,
+                       metavar="LLM_MODEL", help="deprecated spelling of --llm-model")
     g.add_argument("--threads", type=_positive_int, default=None,
                    help="CPU threads for the embedded model (default: all cores; use fewer to keep the machine usable)")
     g.add_argument("--concurrency", type=_positive_int, default=None,
-                   help="requests in flight (default: the embedded server's slot count; 1 for --base-url); "
+                   help="requests in flight (none: the embedded server's slot count, 1 for --base-url); "
                         "with several --base-url, on each endpoint")
     g.add_argument("--allow-mixed-models", action="store_true",
                    help="accept --base-url endpoints whose GET /models lists differ (default: refuse them)")
     g.add_argument("--server", choices=["auto", "llama-server", "llama-cpp-python"], default=None,
-                   help="embedded engine (default: $MEDSYNTH_SERVER, else auto = llama-server when `make setup` "
+                   help="embedded engine (none: $MEDSYNTH_SERVER, else auto = llama-server when `make setup` "
                         "built it, else llama-cpp-python)")
     g.add_argument("--slots", type=_positive_int, default=None,
-                   help="parallel slots of the embedded llama-server (default 4)")
-    g.add_argument("--temperature", type=float, default=d["temperature"], help=f"sampling temperature (default {d['temperature']})")
+                   help="parallel slots of the embedded llama-server (none: 4)")
+    g.add_argument("--temperature", type=float, default=d["temperature"], help="sampling temperature")
     g.add_argument("--max-tokens", type=_positive_int, default=d["max_tokens"],
-                   help=f"cap per answer (default {d['max_tokens']})")
+                   help="cap on tokens per answer")
     g.add_argument("--timeout", type=float, default=d["timeout"],
-                   help=f"seconds per read before a retry (default {d['timeout']:g}); a request's total time is capped too")
+                   help="seconds per read before a retry; a request's total time is capped too")
     g.add_argument("--structured", choices=["auto", "llamacpp", "openai", "plain"], default=d["structured"],
                    help="structured-output form: auto (per endpoint), llamacpp (json_object+schema grammar), "
                         "openai (json_schema: OpenAI, vLLM, SGLang), plain (JSON asked in the prompt only)")
@@ -172,34 +233,64 @@ def _reference_config(cfg, args: argparse.Namespace):
                                   "curate": _curate_config(args, task)})
 
 
-def _train_config(args: argparse.Namespace):
+def _train_config(args: argparse.Namespace, **defaults: Any):
+    """TrainConfig from the small-model options: only the options the user gave are passed (so `--epochs`
+    without `--min-steps` drops the step floor, see TrainConfig); `defaults` fill options the user left unset."""
     from medsynth.train.fit import TrainConfig
 
     fields = {"model": args.encoder, "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
               "max_length": args.max_length, "patience": args.patience, "seed": args.seed,
               "min_score": getattr(args, "min_score", None), "use_weights": getattr(args, "use_weights", False),
-              "device": args.device, "max_steps": args.max_steps}
-    return TrainConfig(**{k: v for k, v in fields.items() if v is not None})
+              "device": args.device, "max_steps": args.max_steps, "min_steps": args.min_steps,
+              "min_validation": args.min_validation}
+    given = {k: v for k, v in fields.items() if v is not None}
+    return TrainConfig(**{**defaults, **given})
 
 
 def _add_weighting_options(p: argparse.ArgumentParser) -> None:
     """Judge-score controls (NER): a hard threshold or soft loss weights, for `train` and `bench`'s synthetic models."""
-    p.add_argument("--min-score", type=float, default=None, help="drop examples whose judge score is below this")
+    p.add_argument("--min-score", type=float, default=None,
+                   help="drop examples whose judge score is below this (default: keep all)")
     p.add_argument("--use-weights", action="store_true", help="weight the loss by each example's weight (score/5)")
 
 
-def _add_train_options(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("small model")
-    g.add_argument("--encoder", default=None, help="minilm (packaged MiniLM-L6, default) or any HF path or id")
-    g.add_argument("--epochs", type=_positive_int, default=None)
-    g.add_argument("--batch-size", type=_positive_int, default=None)
-    g.add_argument("--lr", type=float, default=None)
-    g.add_argument("--max-length", type=_positive_int, default=None, help="subword window (longer sentences are strided)")
-    g.add_argument("--patience", type=_positive_int, default=None, help="early-stopping patience in epochs")
-    g.add_argument("--max-steps", type=_positive_int, default=None, help="stop after this many steps (quick looks)")
-    g.add_argument("--device", default=None, help="auto (default), cpu or cuda")
+def _train_defaults() -> dict[str, Any]:
+    """TrainConfig's defaults, so `--help` shows what a notebook's TrainConfig() gets (REConfig's differ: named)."""
+    from medsynth.train.fit import TrainConfig
+    from medsynth.train.rel import REConfig
+
+    ner = {name: f.default for name, f in TrainConfig.model_fields.items()}
+    rel = {name: f.default for name, f in REConfig.model_fields.items()}
+    return {k: (f"{v}" if rel.get(k) == v else f"{v}; relations {rel.get(k)}") for k, v in ner.items()}
+
+
+def _add_train_options(p: argparse.ArgumentParser, title: str = "") -> None:
+    d = _train_defaults()
+    g = p.add_argument_group(title or "small model (defaults: TrainConfig; relation models: REConfig)")
+    g.add_argument("--encoder", default=None,
+                   help=f"minilm (packaged MiniLM-L6) or any HF path or id (default: {d['model']})")
+    g.add_argument("--epochs", type=_positive_int, default=None,
+                   help=f"passes over the data; given, it is honoured exactly (default: {d['epochs']}, "
+                        "or more to reach --min-steps)")
+    g.add_argument("--min-steps", type=int, default=None,
+                   help=f"train at least this many steps (more epochs on small data) and never stop early before "
+                        f"them (default: {d['min_steps']} without --epochs, 0 with --epochs)")
+    g.add_argument("--batch-size", type=_positive_int, default=None, help=f"examples per step (default: {d['batch_size']})")
+    g.add_argument("--lr", type=float, default=None, help=f"peak learning rate, AdamW (default: {d['lr']})")
+    g.add_argument("--max-length", type=_positive_int, default=None,
+                   help=f"subword window; longer sentences are strided (default: {d['max_length']})")
+    g.add_argument("--patience", type=_positive_int, default=None,
+                   help=f"early-stopping patience in epochs (default: {d['patience']})")
+    g.add_argument("--min-validation", type=_positive_int, default=None,
+                   help="with fewer validation examples than this, train on all data without validation or early "
+                        f"stopping (default: {d['min_validation']})")
+    g.add_argument("--max-steps", type=_positive_int, default=None,
+                   help="stop after this many steps, for quick looks (default: no cap)")
+    g.add_argument("--device", choices=["auto", "cpu", "cuda"], default=None,
+                   help=f"auto: CUDA when torch sees a GPU (default: {d['device']})")
     g.add_argument("--marker", choices=["mask", "tags"], default=None,
-                   help="relation models: entities replaced by @LABEL$ (mask, default) or wrapped in [E1]..[/E2] (tags)")
+                   help="relation models: entities replaced by @LABEL$ (mask) or wrapped in [E1]..[/E2] (tags) "
+                        "(default: mask)")
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -222,7 +313,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     metrics = train_from_sources(args.data, Path(args.out), _train_config(args), "ner", not args.no_progress,
                                  parse_label_map(args.label_map))
     f1 = metrics.get("best_val_f1", metrics.get("val_f1"))
-    print(f"saved model to {args.out}" + (f" (validation F1 {100 * f1:.1f})" if isinstance(f1, float) else ""))
+    done = f"{metrics['epochs_run']} epochs, {metrics['steps']} steps"
+    print(f"saved model to {args.out} ({done}; " + (f"validation F1 {100 * f1:.1f})" if isinstance(f1, float)
+                                                   else "no validation)"))
     return 0
 
 
@@ -245,7 +338,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from medsynth.train.spacy_ner import SpacyPredictor, is_spacy_model
 
     model_dir = Path(args.model)
-    predictor = SpacyPredictor(model_dir) if is_spacy_model(model_dir) else NERPredictor(model_dir)
+    if is_spacy_model(model_dir):
+        predictor = SpacyPredictor(model_dir)
+    else:
+        predictor = NERPredictor(model_dir, device=args.device)
     for text, ents in zip(texts, predictor.predict(texts)):
         print(json.dumps({"text": text, "entities": [e.model_dump() for e in ents]}, ensure_ascii=False))
     return 0
@@ -294,7 +390,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 def _add_curate_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("curation (what the exported dataset keeps; the run store keeps everything)")
     g.add_argument("--dedup", action="store_true", help="drop exact and near-duplicate sentences (MinHash)")
-    g.add_argument("--dedup-threshold", type=float, default=0.8, help="word 3-shingle Jaccard (default 0.8)")
+    g.add_argument("--dedup-threshold", type=float, default=0.8, help="word 3-shingle Jaccard")
     g.add_argument("--drop-phi", action="store_true", help="drop sentences the privacy screen flags")
     g.add_argument("--reuse-abbreviations", action="store_true",
                    help="add a copy of each sentence that defines an abbreviation, with the abbreviation alone")
@@ -318,7 +414,10 @@ def _curate_config(args: argparse.Namespace, task, check_span_words: bool = True
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from medsynth import __version__
+
     parser = _Parser(prog="python -m medsynth", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"medsynth {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     sub.add_parser("tasks", help="list task plugins and their labels").set_defaults(func=cmd_tasks)
@@ -330,16 +429,16 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--n", type=_positive_int, default=None,
                    help="examples to keep (default 200); with --annotate: the first N texts (default all)")
     b.add_argument("--out", default=None, help="output directory (default runs/ner, runs/re or runs/chat)")
-    b.add_argument("--seed", type=int, default=DEFAULT_SEED)
+    b.add_argument("--seed", type=int, default=DEFAULT_SEED, help="seeds the plans and the LLM's sampling")
     b.add_argument("--format", choices=["json", "inline"], default="json", help="LLM output format")
     b.add_argument("--seeds", default=None, help="chat: seed questions, one per line (default: LLM-proposed topics)")
-    b.add_argument("--max-turns", type=_positive_int, default=6, help="chat: user questions per dialogue (default 6)")
+    b.add_argument("--max-turns", type=_positive_int, default=6, help="chat: user questions per dialogue")
     b.add_argument("--annotate", default=None, metavar="FILE",
                    help="ner: label your own texts (one per line, or .jsonl with \"text\") instead of generating")
     b.add_argument("--reference", default=None, metavar="FILE",
                    help="match a real corpus's sentence lengths, mentions per sentence and label mix (statistics "
                         "only): a corpus name (train split unless NAME:SPLIT), IOB .tsv/.conll, .jsonl or .txt")
-    b.add_argument("--no-progress", action="store_true")
+    b.add_argument("--no-progress", action="store_true", help="no progress bar")
     b.add_argument("--force", action="store_true",
                    help="write into an existing --out folder that is not a medsynth run (its exports are replaced)")
     _add_curate_options(b)
@@ -348,8 +447,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     ex = sub.add_parser("export", help="export the first N examples of a run (e.g. learning-curve subsets)")
     ex.add_argument("--run", required=True, help="a build output directory")
-    ex.add_argument("--n", type=_positive_int, required=True)
-    ex.add_argument("--out", required=True)
+    ex.add_argument("--n", type=_positive_int, required=True, help="how many examples, in build order")
+    ex.add_argument("--out", required=True, help="output directory for the exported subset")
     ex.add_argument("--task-file", default=None, help="the task file, if the run used --task-file")
     ex.add_argument("--force", action="store_true",
                     help="write into an existing --out folder that is not a medsynth run (its exports are replaced)")
@@ -358,56 +457,71 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("train", help="fine-tune a small model on a built dataset")
     t.add_argument("--data", required=True, action="append",
-                   help="PATH[:weight=W], repeatable: a build output (hf/; pairs.jsonl for --task re) or a gold corpus "
+                   help="PATH[:weight=W], repeatable: a build output (hf/; pairs.jsonl for --kind re) or a gold corpus "
                         "(any file, folder or preset `bench --dataset` takes: its train split, or the whole file); "
                         "several are combined, each example weighted by W (default 1)")
     t.add_argument("--label-map", default=None,
                    help="CORPUS=TASK label pairs renaming a gold --data corpus's labels, e.g. DISEASE=Disease")
-    t.add_argument("--out", default="models/ner")
-    t.add_argument("--task", dest="task_kind", default="ner", choices=["ner", "re"])
+    t.add_argument("--out", default="models/ner", help="model folder (--kind re: models/re unless given)")
+    t.add_argument("--kind", dest="task_kind", default="ner", choices=["ner", "re"],
+                   help="ner: entity tagger; re: relation classifier over entity pairs")
+    t.add_argument("--task", dest="task_kind", choices=["ner", "re"], action=_DeprecatedAlias,
+                   default=argparse.SUPPRESS, help="deprecated spelling of --kind")
     t.add_argument("--backend", choices=["transformers", "spacy"], default="transformers",
-                   help="transformers (default: fine-tune an encoder) or spacy (tok2vec+ner from the DocBins)")
-    t.add_argument("--seed", type=int, default=DEFAULT_SEED)
+                   help="transformers (fine-tune an encoder) or spacy (tok2vec+ner from the DocBins)")
+    t.add_argument("--seed", type=int, default=DEFAULT_SEED, help="seeds initialisation and batch order")
     _add_weighting_options(t)
-    t.add_argument("--no-progress", action="store_true")
+    t.add_argument("--no-progress", action="store_true", help="no progress bar")
     _add_train_options(t)
     t.set_defaults(func=cmd_train)
 
     pr = sub.add_parser("predict", help="tag text with a trained model; prints JSON lines with character spans")
     pr.add_argument("--model", required=True, help="a model directory written by `train`")
-    pr.add_argument("--file", default=None, help="one text per line")
-    pr.add_argument("text", nargs="*")
+    pr.add_argument("--file", default=None, help="one text per line (default: the TEXT arguments only)")
+    pr.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
+                    help="auto: CUDA when torch sees a GPU (spaCy models run on the CPU)")
+    pr.add_argument("text", nargs="*", help="texts to tag")
     pr.set_defaults(func=cmd_predict)
 
     be = sub.add_parser("bench", help="score zero-shot LLM vs small models on a real test split")
-    be.add_argument("kind", choices=["ner", "re"])
+    be.add_argument("kind", choices=["ner", "re"], help="ner: entity F1; re: relation F1 over entity pairs")
     be.add_argument("--dataset", required=True,
                     help="a preset (ner: ncbi-disease, bc5cdr-chem, bc5cdr-disease, bc5cdr, chemprot-gene; re: gad, "
                          "chemprot, bc5cdr-cid) or a path to your own corpus (a file is its test split; a folder "
                          "with train/devel/test; see docs/corpora.md)")
     be.add_argument("--split", choices=["test", "devel"], default="test",
                     help="the split to score: choose recipes on devel, score test once per final recipe")
-    be.add_argument("--folds", default=None, help="re on gad: comma-separated CV folds to run (default all 10)")
-    be.add_argument("--systems", default="zero-shot,synthetic,supervised")
-    be.add_argument("--task", dest="task_name", default=None, help="task whose labels are predicted (default ner)")
-    be.add_argument("--task-file", default=None)
+    be.add_argument("--folds", default=None, help="re on gad: comma-separated CV folds to run (default: all 10)")
+    be.add_argument("--systems", default=None,
+                    help="comma-separated: zero-shot, synthetic (needs --train-data), supervised (default: all "
+                         "three; with --model: only the model folders)")
+    be.add_argument("--model", dest="models", action=_BenchModel, default=[], metavar="NAME=DIR",
+                    help="score a model folder that `train` wrote as system NAME, training nothing (repeatable; "
+                         "e.g. synthetic=models/ncbi)")
+    be.add_argument("--task", dest="task_name", default=None,
+                    help="task whose labels are predicted (default: ner; re: the dataset's task)")
+    be.add_argument("--task-file", default=None, help="your own task file (YAML/JSON) instead of --task")
     be.add_argument("--train-data", action="append", default=[], help="medsynth dataset(s) for `synthetic` (repeatable)")
     be.add_argument("--name-by-data", action="store_true",
                     help="call a single --train-data system synthetic-<folder> too (adding a learning-curve point)")
     be.add_argument("--label-map", default=None,
                     help="CORPUS=TASK label pairs, e.g. GENE-Y=Gene,GENE-N=Gene,Species=O (ner also reads the older "
-                         "TASK=CORPUS, e.g. Drug=Chemical)")
-    be.add_argument("--data-dir", default=None, help="benchmark data folder (default ../shared/data)")
-    be.add_argument("--limit", type=_positive_int, default=None, help="a fixed seeded sample of N test sentences")
+                         "TASK=CORPUS, e.g. Drug=Chemical; default: by name)")
+    be.add_argument("--data-dir", default=None, help="benchmark data folder (default: ../shared/data)")
+    be.add_argument("--limit", type=_positive_int, default=None,
+                    help="a fixed seeded sample of N test sentences (default: the whole test split)")
     be.add_argument("--shots", type=int, default=0, help="k-shot LLM baseline with examples from --train-data")
-    be.add_argument("--out", default=None, help="results folder (default benchmarks/results/KIND-DATASET)")
-    be.add_argument("--seed", type=int, default=DEFAULT_SEED)
+    be.add_argument("--out", default=None, help="results folder (default: benchmarks/results/KIND-DATASET)")
+    be.add_argument("--seed", type=int, default=DEFAULT_SEED, help="seeds the test sample and the small models")
     _add_weighting_options(be)
     be.add_argument("--retrain", action="store_true", help="train again even if a model is saved")
     be.add_argument("--report-only", action="store_true", help="recompute tables from stored predictions")
-    be.add_argument("--no-progress", action="store_true")
-    _add_llm_options(be)
-    _add_train_options(be)
+    be.add_argument("--no-progress", action="store_true", help="no progress bars")
+    _add_llm_options(be, model_alias=False)  # bench's --model is NAME=DIR; a bare NAME is still the old LLM alias
+    from medsynth.train.fit import BENCH_RECIPE
+
+    _add_train_options(be, "small models (defaults: TrainConfig, REConfig; bench keeps the committed results' "
+                           f"recipe: {', '.join(f'{k} {v}' for k, v in BENCH_RECIPE.items())} unless given)")
     be.set_defaults(func=cmd_bench)
 
     from medsynth.cli.quality import add_commands as add_quality_commands  # judge, report
@@ -417,6 +531,10 @@ def build_parser() -> argparse.ArgumentParser:
     from medsynth.cli.distill import add_command as add_distill_command  # distill ner (self-distillation)
 
     add_distill_command(sub)
+
+    from medsynth.cli.cache import add_command as add_cache_command  # cache [--clear]
+
+    add_cache_command(sub)
     return parser
 
 

@@ -60,8 +60,8 @@ def add_commands(sub) -> None:
     j.add_argument("--task", dest="task_name", default=None, help="task to judge against (default: the run's task)")
     j.add_argument("--task-file", default=None, help="your own task file, if the run used --task-file")
     j.add_argument("--n", type=_positive_int, default=None,
-                   help="judge only the first N kept examples (what `export --n N` exports)")
-    j.add_argument("--no-progress", action="store_true")
+                   help="judge only the first N kept examples (what `export --n N` exports; default: all)")
+    j.add_argument("--no-progress", action="store_true", help="no progress bar")
     _add_llm_options(j)
     j.set_defaults(func=cmd_judge)
 
@@ -70,5 +70,5 @@ def add_commands(sub) -> None:
     r.add_argument("--reference", required=True,
                    help="a corpus (e.g. ncbi-disease:test), an IOB .tsv/.conll, a .jsonl or a .txt (one text a line)")
     r.add_argument("--out", default=None, help="HTML file (default RUN_DIR/report.html); numbers go to OUT.json")
-    r.add_argument("--data-dir", default=None, help="benchmark data folder for corpus references")
+    r.add_argument("--data-dir", default=None, help="benchmark data folder for corpus references (default: ../shared/data)")
     r.set_defaults(func=cmd_report)

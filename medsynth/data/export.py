@@ -529,6 +529,8 @@ def quality_report(examples: list[Example], task: TaskSpec, out_dir: Path, quali
     for key, value in extra.items():
         merge_quality_json(out_dir, key, value)
     section = card_section(summary, extra)
+    if found is None:  # say so rather than leave the reader to guess whether it was checked
+        section += "\ncontamination: not checked (no benchmark data found)\n"
     if curation and any(curation.get(k) for k in ("dropped", "judge_scored", "added", "relabelled")):
         dropped = ", ".join(f"{k} {v}" for k, v in curation["dropped"].items()) or "none"
         added = ", ".join(f"{k} {v}" for k, v in curation.get("added", {}).items() if v) or "none"

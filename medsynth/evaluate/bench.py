@@ -68,6 +68,9 @@ class BenchConfig(BaseModel):
     # CORPUS=TASK renames (both kinds); NER also reads an entry TASK=CORPUS (see evaluate.kinds.source)
     label_map: dict[str, str] | None = None
     folds: list[int] | None = None  # RE on GAD: the CV folds to run; None = all 10
+    # Saved model folders (a `train` output) scored as systems of their own, by name; nothing is trained for
+    # them. A name that is also in `systems` (e.g. "synthetic") is served by the folder instead of training.
+    models: dict[str, Path] = Field(default_factory=dict)
 
     @model_validator(mode="before")
     @classmethod
@@ -181,14 +184,17 @@ def open_journal(out: Path, name: str, client: LLMClient) -> AnswerJournal:
     return AnswerJournal(answers_path(out, name), fresh=client.cache is None)
 
 
-def _small_model_system(name: str, system: SmallSystem, kind: BenchKind, test: TestSet) -> tuple[list[dict], dict]:
-    """Train (or reuse) each of the system's models and predict its units; one meta over all of them."""
+def _small_model_system(name: str, system: SmallSystem, kind: BenchKind, test: TestSet,
+                        train: bool = True) -> tuple[list[dict], dict]:
+    """Train (or reuse) each of the system's models and predict its units; one meta over all of them.
+    `train=False`: the models are given folders (`BenchConfig.models`), only loaded."""
     cfg = system.cfg
     rows: list[dict] = []
     train_s = pred_s = 0.0
     predicted_meta: dict = {}
     for plan in system.plans:
-        train_s += train_or_reuse(kind.train, plan.data, plan.model_dir, kind.saved, kind.reads, cfg)
+        if train:
+            train_s += train_or_reuse(kind.train, plan.data, plan.model_dir, kind.saved, kind.reads, cfg)
         predicted = kind.predict(plan.model_dir, plan.units, name, cfg, test)
         rows += predicted.rows
         pred_s += predicted.seconds
@@ -217,11 +223,27 @@ def check_systems(systems: list[str]) -> None:
         raise MedsynthError(f"unknown system; choose from {', '.join(SYSTEMS)}", field="--systems", value=unknown[0])
 
 
+def check_models(models: dict[str, Path], kind: BenchKind) -> None:
+    """Each `--model NAME=DIR`: a name usable as a file name, and a folder `train` wrote for this kind."""
+    import re
+
+    for name, model_dir in models.items():
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name) or name in ("zero-shot", "supervised"):
+            raise MedsynthError("system name must be letters, digits, '.', '_' or '-' and not zero-shot or "
+                                "supervised", field="--model", value=name)
+        if not Path(model_dir).is_dir():
+            raise MedsynthError("model folder not found", field="--model", value=f"{name}={model_dir}")
+        if not (Path(model_dir) / kind.saved).is_file() or not (Path(model_dir) / "label_map.json").is_file():
+            raise MedsynthError(f"not a model folder `train` wrote (no {kind.saved} or label_map.json)",
+                                field="--model", value=f"{name}={model_dir}")
+
+
 def _check(cfg: BenchConfig, kind: BenchKind, llm_session: Callable[[], ContextManager] | None) -> None:
     """Every refusal before any work, so a bad option never surfaces after hours of zero-shot answers."""
     check_systems(cfg.systems)
+    check_models(cfg.models, kind)
     kind.check(cfg)
-    if "synthetic" in cfg.systems:
+    if "synthetic" in cfg.systems and "synthetic" not in cfg.models:
         kind.check_train_data(cfg)
     if "zero-shot" in cfg.systems and llm_session is None:
         raise MedsynthError("zero-shot needs an LLM endpoint", field="--systems", value="zero-shot")
@@ -229,18 +251,40 @@ def _check(cfg: BenchConfig, kind: BenchKind, llm_session: Callable[[], ContextM
 
 def _systems(cfg: BenchConfig, kind: BenchKind, test: TestSet,
              llm_session: Callable[[], ContextManager] | None) -> Iterator[tuple[str, list[dict], dict]]:
-    """(name, prediction rows, meta) of each requested system, in the order asked."""
+    """(name, prediction rows, meta) of each requested system, in the order asked, then the given model
+    folders; each starts with a header line saying what it does (prompting, training or loading)."""
     for system in cfg.systems:
+        if system in cfg.models:
+            continue  # served by its model folder below
         if system == "zero-shot":
             name = system_name(system, cfg)
+            _header(cfg, name, "prompting the LLM")
             yield (name, *_zero_shot_system(name, cfg, kind, test, llm_session))  # type: ignore[arg-type]
         elif system == "synthetic":
             for data in cfg.train_data:
                 name = system_name(system, cfg, Path(data))
                 plan = ModelPlan(Path(data), cfg.out / "models" / name, test.units)
+                _header(cfg, name, _train_verb(plan.model_dir, kind, cfg) + f" on {data}")
                 yield (name, *_small_model_system(name, SmallSystem([plan], str(data), cfg), kind, test))
         else:
+            _header(cfg, "supervised", "training on the corpus's train split (or reusing a saved model)")
             yield ("supervised", *_small_model_system("supervised", kind.supervised(cfg, test), kind, test))
+    for name, model_dir in cfg.models.items():
+        _header(cfg, name, f"loading {model_dir}")
+        plan = ModelPlan(Path(model_dir), Path(model_dir), test.units)
+        yield (name, *_small_model_system(name, SmallSystem([plan], str(model_dir), cfg), kind, test, train=False))
+
+
+def _train_verb(model_dir: Path, kind: BenchKind, cfg: BenchConfig) -> str:
+    return "reusing the saved model trained" if (model_dir / kind.saved).exists() and not cfg.retrain else "training"
+
+
+def _header(cfg: BenchConfig, name: str, doing: str) -> None:
+    """One line per system before its work starts (stderr, so `bench`'s table on stdout stays clean)."""
+    if cfg.progress:
+        import sys
+
+        print(f"== {name}: {doing}", file=sys.stderr, flush=True)
 
 
 def run_bench(cfg: BenchConfig, llm_session: Callable[[], ContextManager] | None = None) -> dict:

@@ -424,18 +424,42 @@ def model_card(data_dir: Path, config: TrainConfig, m: dict, log: list[dict]) ->
     if config.use_weights:
         lines.append("- Per-example loss weights from the `weight` column")
     lines += [f"- Note: {n}" for n in m["notes"]]
-    lines += [
-        training_line(config, m),
-        "",
-        "## Validation (seqeval strict, IOB2, entity level)",
-        "",
-        f"Precision {m['val_precision']:.4f} · Recall {m['val_recall']:.4f} · F1 {m['val_f1']:.4f}",
-        "",
-        "| label | precision | recall | F1 | support |",
-        "|---|---|---|---|---|",
-    ]
-    for lab, s in sorted(m["per_label"].items()):
-        lines.append(f"| {lab} | {s['precision']:.4f} | {s['recall']:.4f} | {s['f1-score']:.4f} | {int(s['support'])} |")
+    lines += [training_line(config, m), ""]
+    if m["val_f1"] is None:  # too few validation examples: nothing was selected on them
+        lines += ["## Validation", "", "None: " + m["validation_source"] + ".", ""]
+    else:
+        lines += [
+            "## Validation (seqeval strict, IOB2, entity level)",
+            "",
+            f"Precision {m['val_precision']:.4f} · Recall {m['val_recall']:.4f} · F1 {m['val_f1']:.4f}",
+            "",
+            "| label | precision | recall | F1 | support |",
+            "|---|---|---|---|---|",
+        ]
+        for lab, s in sorted(m["per_label"].items()):
+            lines.append(f"| {lab} | {s['precision']:.4f} | {s['recall']:.4f} | {s['f1-score']:.4f} "
+                         f"| {int(s['support'])} |")
+        lines.append("")
+    lines += usage_lines(m["out_dir"])
     lines += ["", "## Epochs", "", "| epoch | train loss | val F1 |", "|---|---|---|"]
-    lines += [f"| {e['epoch']} | {e['train_loss']:.4f} | {e['val_f1']:.4f} |" for e in log]
+    lines += [f"| {e['epoch']} | {e['train_loss']:.4f} | {_f1_cell(e.get('val_f1'))} |" for e in log]
     return "\n".join(lines) + "\n"
+
+
+def _f1_cell(f1: float | None) -> str:
+    return "–" if f1 is None else f"{f1:.4f}"
+
+
+def usage_lines(model_dir: str) -> list[str]:
+    """The card's usage snippet: `transformers` alone runs the model (docs/training.md says when its spans match
+    `medsynth predict`: same words, one window, same grouping)."""
+    return [
+        "## Usage", "",
+        "```python",
+        "from transformers import pipeline",
+        "",
+        f'tagger = pipeline("token-classification", model="{model_dir}", aggregation_strategy="first")',
+        'tagger("Cisplatin-induced nephrotoxicity in ovarian cancer.")  # take text[start:end] for each entity',
+        "```", "",
+        f"or `medsynth predict --model {model_dir} \"TEXT\"` (windows long sentences; character spans).",
+    ]

@@ -297,15 +297,19 @@ def model_card(data_dir: Path, config: REConfig, m: dict, log: list[dict]) -> st
         f"- Validation pairs: {m['validation_pairs']} from {m['validation_source']}",
     ]
     lines += [f"- Note: {n}" for n in m["notes"]]
-    lines += [
-        training_line(config, m) + f" (by validation {config.select} F1)", "",
-        "## Validation (positive labels; 'none' excluded)", "",
-        f"Micro P {m['val_precision']:.4f} · R {m['val_recall']:.4f} · F1 {m['val_f1']:.4f} · "
-        f"macro F1 {m['val_macro_f1']:.4f}", "",
-        "| label | precision | recall | F1 | support |", "|---|---|---|---|---|",
-    ]
-    for lab, s in sorted(m["per_label"].items()):
-        lines.append(f"| {lab} | {s['precision']:.4f} | {s['recall']:.4f} | {s['f1']:.4f} | {s['support']} |")
+    if m["val_f1"] is None:  # too few validation pairs: nothing was selected on them
+        lines += [training_line(config, m), "", "## Validation", "", "None: " + m["validation_source"] + "."]
+    else:
+        lines += [
+            training_line(config, m) + f" (by validation {config.select} F1)", "",
+            "## Validation (positive labels; 'none' excluded)", "",
+            f"Micro P {m['val_precision']:.4f} · R {m['val_recall']:.4f} · F1 {m['val_f1']:.4f} · "
+            f"macro F1 {m['val_macro_f1']:.4f}", "",
+            "| label | precision | recall | F1 | support |", "|---|---|---|---|---|",
+        ]
+        for lab, s in sorted(m["per_label"].items()):
+            lines.append(f"| {lab} | {s['precision']:.4f} | {s['recall']:.4f} | {s['f1']:.4f} | {s['support']} |")
     lines += ["", "## Epochs", "", "| epoch | train loss | val F1 | val macro F1 |", "|---|---|---|---|"]
-    lines += [f"| {e['epoch']} | {e['train_loss']:.4f} | {e['val_f1']:.4f} | {e['val_macro_f1']:.4f} |" for e in log]
+    lines += [f"| {e['epoch']} | {e['train_loss']:.4f} | {e.get('val_f1', float('nan')):.4f} "
+              f"| {e.get('val_macro_f1', float('nan')):.4f} |" for e in log]
     return "\n".join(lines) + "\n"

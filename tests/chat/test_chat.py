@@ -214,7 +214,7 @@ def test_bad_seeds_files_are_one_line_errors(tmp_path, capsys, content, match):
         T.read_seeds(path)
     # through the CLI: one line on stderr, exit 2, no LLM started (the endpoint is a closed port)
     rc = main(["build", "chat", "--seeds", str(path), "--n", "2", "--out", str(tmp_path / "out"),
-               "--base-url", f"http://127.0.0.1:{closed_port()}/v1", "--model", "m", "--no-progress"])
+               "--base-url", f"http://127.0.0.1:{closed_port()}/v1", "--llm-model", "m", "--no-progress"])
     err = capsys.readouterr().err
     assert rc == 2 and err.count("\n") == 1 and err.startswith("medsynth: error: ") and str(path) in err
 
@@ -345,7 +345,7 @@ def test_assistant_inventing_identifiers_is_rejected(cache_env):
 
     with LLMDouble(leaky) as double:
         assert main(["build", "chat", "--n", "2", "--out", str(cache_env / "r"), "--base-url", double.base_url,
-                     "--model", "m", "--no-progress", "--max-turns", "1"]) == 0
+                     "--llm-model", "m", "--no-progress", "--max-turns", "1"]) == 0
     stats = json.loads((cache_env / "r" / "stats.json").read_text())
     assert stats["rejections"] == {"identifier:mrn": 1} and stats["kept"] == 2
     assert all("MRN" not in m["content"] for r in _rows(cache_env / "r") for m in r["messages"])
@@ -405,7 +405,7 @@ def test_a_cut_first_answer_is_trimmed_and_the_dialogue_goes_on(cache_env):
 
     with LLMDouble(rambling) as double:
         assert main(["build", "chat", "--n", "1", "--out", str(cache_env / "r"), "--base-url", double.base_url,
-                     "--model", "m", "--no-progress", "--max-turns", "2", "--max-tokens", "20"]) == 0
+                     "--llm-model", "m", "--no-progress", "--max-turns", "2", "--max-tokens", "20"]) == 0
     (row,) = _rows(cache_env / "r")
     assert [m["content"] for m in row["messages"]] == [
         "Question 1: what else?", f"On question 1: {GOUT}", "Question 2: what else?", f"On question 2: {GOUT}"]
@@ -497,7 +497,7 @@ def test_build_opens_with_the_proposed_question_and_asks_a_drifting_user_again(c
 
     with LLMDouble(drifting) as double:
         assert main(["build", "chat", "--n", "2", "--out", str(cache_env / "r"), "--base-url", double.base_url,
-                     "--model", "m", "--no-progress", "--max-turns", "2"]) == 0
+                     "--llm-model", "m", "--no-progress", "--max-turns", "2"]) == 0
         topic_calls = sum(1 for r in double.requests if r["messages"][0]["content"] == T.TOPIC_SYSTEM)
         assert double.chat_calls == topic_calls + 2 + 2 + 1 + 2  # slot 0: answer, user + retry, answer; slot 1
     rows = _rows(cache_env / "r")

@@ -362,3 +362,31 @@ def test_options_of_one_kind_are_refused_for_the_other_before_any_work(tmp_path,
                  "--out", str(tmp_path / "b")]) == 2
     err = capsys.readouterr().err
     assert "--label-map" in err and "'Drug'" in err and len(err.strip().splitlines()) == 1
+
+
+def test_bench_scores_a_given_model_folder_training_nothing(tmp_path, data_dir, synthetic, capsys):
+    from medsynth.cli.main import main
+
+    model = tmp_path / "mine"
+    assert main(["train", "--data", str(synthetic), "--out", str(model), "--max-steps", "1", "--no-progress"]) == 0
+    out = tmp_path / "b"
+    capsys.readouterr()
+    assert main(["bench", "ner", "--task", "ncbi-disease", "--dataset", "ncbi-disease", "--data-dir", str(data_dir),
+                 "--model", f"mine={model}", "--limit", "3", "--out", str(out)]) == 0
+    captured = capsys.readouterr()
+    assert "== mine: loading" in captured.err and f"results in {out}" in captured.out
+    assert (out / "predictions" / "mine.jsonl").is_file() and not (out / "models").exists()  # nothing trained
+    assert json.loads((out / "predictions" / "mine.meta.json").read_text())["train_seconds"] == 0
+
+
+@pytest.mark.parametrize("value, message", [("mine=/nonexistent/model", "model folder not found"),
+                                            ("zero-shot=.", "system name must be"),
+                                            ("=x", "--model takes NAME=DIR")])
+def test_a_bad_model_folder_is_refused_before_any_work(tmp_path, data_dir, value, message, capsys):
+    from medsynth.cli.main import main
+
+    rc = main(["bench", "ner", "--task", "ncbi-disease", "--dataset", "ncbi-disease", "--data-dir", str(data_dir),
+               "--model", value, "--out", str(tmp_path / "b")])
+    err = capsys.readouterr().err
+    assert rc == 2 and message in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "b" / "predictions").exists()

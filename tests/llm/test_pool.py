@@ -33,7 +33,7 @@ def _client(double: LLMDouble, **overrides) -> LLMClient:
 
 
 def _build(out: Path, urls: list[str], n: int, *extra: str) -> int:
-    args = ["build", "ner", "--n", str(n), "--out", str(out), "--model", "double-model", "--no-progress", *extra]
+    args = ["build", "ner", "--n", str(n), "--out", str(out), "--llm-model", "double-model", "--no-progress", *extra]
     for url in urls:
         args += ["--base-url", url]
     return main(args)

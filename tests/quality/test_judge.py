@@ -151,12 +151,12 @@ def test_judge_cli_prints_one_line_and_defaults_to_the_runs_task(tmp_path, capsy
 
     run = make_run(tmp_path, ["VALID one.", "VALID two."], task="ner.v1")
     with LLMDouble(responder) as double:
-        rc = main(["judge", str(run), "--base-url", double.base_url, "--model", "judge-model", "--no-cache",
+        rc = main(["judge", str(run), "--base-url", double.base_url, "--llm-model", "judge-model", "--no-cache",
                    "--no-progress"])
     out = capsys.readouterr().out.strip()
     assert rc == 0 and out.count("\n") == 0 and "judged 2 examples" in out and "mean 4.00" in out
     assert "Chemical" in double.requests[0]["messages"][0]["content"]
-    assert main(["judge", str(tmp_path / "nope"), "--base-url", "http://127.0.0.1:9/v1", "--model", "m"]) == 2
+    assert main(["judge", str(tmp_path / "nope"), "--base-url", "http://127.0.0.1:9/v1", "--llm-model", "m"]) == 2
     assert "run directory not found" in capsys.readouterr().err
 
 
@@ -167,7 +167,7 @@ def test_judge_n_scores_only_the_first_examples(tmp_path, capsys):
     with LLMDouble(responder) as double:
         s = judge_run(run, client_for(double), get_task("ner"), progress=False, limit=2)
         assert s["examples"] == 2 and double.chat_calls == 2 and load_scores(run) == {"ex0": 4, "ex1": 4}
-        rc = main(["judge", str(run), "--n", "3", "--base-url", double.base_url, "--model", "judge-model",
+        rc = main(["judge", str(run), "--n", "3", "--base-url", double.base_url, "--llm-model", "judge-model",
                    "--no-cache", "--no-progress"])
         assert rc == 0 and double.chat_calls == 3  # the first two come from judge.sqlite
     assert "judged 3 examples" in capsys.readouterr().out

@@ -106,7 +106,8 @@ def write_data(root: Path, train: list[dict], validation: list[dict] | None, wit
     return root
 
 
-FAST = dict(epochs=3, batch_size=8, lr=5e-4, warmup_ratio=0.0, max_length=48, stride=8, patience=3)
+FAST = dict(epochs=3, batch_size=8, lr=5e-4, warmup_ratio=0.0, max_length=48, stride=8, patience=3,
+            min_validation=1)  # the tiny validation sets here are for the mechanics, not for selection
 MAX_STEPS = 12  # two epochs of 6 batches: enough for the template, seconds on 2 cores
 
 
@@ -290,3 +291,22 @@ def test_spacy_backend_trains_from_the_docbins(tmp_path):
     ents = SpacyPredictor(Path(metrics["model_dir"])).predict(["Treatment with drugamine 99 caused fevritis here."])[0]
     for e in ents:
         assert "Treatment with drugamine 99 caused fevritis here."[e.start:e.end] == e.text
+
+
+def test_epochs_are_honoured_and_a_tiny_validation_set_is_folded_into_training(tmp_path, capsys) -> None:
+    from medsynth.cli.main import main
+
+    data = write_data(tmp_path / "data", _rows(14, seed=5), _rows(2, seed=6, offset=50))
+    out = tmp_path / "model"
+    assert main(["train", "--data", str(data), "--out", str(out), "--epochs", "2", "--batch-size", "8",
+                 "--max-length", "48"]) == 0
+    captured = capsys.readouterr()
+    assert f"saved model to {out} (2 epochs, 4 steps; no validation)" in captured.out  # not 400 steps
+    notes = [line for line in captured.err.splitlines() if "validation examples" in line]
+    assert len(notes) == 1 and "only 2 validation examples (< min_validation 50)" in notes[0]
+    assert "epoch 1/" not in captured.err  # one bar for the whole run, no bar or line per epoch
+    log = json.loads((out / "train_log.json").read_text())
+    assert log["metrics"]["train_examples"] == 16 and log["metrics"]["val_f1"] is None
+    card = (out / "model_card.md").read_text()
+    assert "None: none (2 examples were folded into training)" in card
+    assert 'pipeline("token-classification", model="' in card and 'aggregation_strategy="first"' in card

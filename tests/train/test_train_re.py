@@ -92,7 +92,7 @@ def test_mark_pair_mask_and_tags():
 def test_tiny_train_predict_and_bad_model_dirs(tmp_path):
     run = write_gad_run(tmp_path / "run")
     out = tmp_path / "model"
-    m = train_re(run, out, REConfig(max_steps=4, batch_size=8, epochs=1), progress=False)
+    m = train_re(run, out, REConfig(max_steps=4, batch_size=8, epochs=2, min_validation=1), progress=False)
     assert m["labels"] == ["none", "Association"] and m["steps"] == 4
     assert m["train_pairs"] == 24 and m["validation_pairs"] == 8
     lm = json.loads((out / "label_map.json").read_text())
@@ -144,6 +144,6 @@ def test_cli_train_re(tmp_path, capsys):
                  "--batch-size", "8", "--marker", "tags", "--no-progress"]) == 0
     assert "saved relation model" in capsys.readouterr().out
     assert json.loads((out / "label_map.json").read_text())["marker"] == "tags"
-    assert main(["train", "--task", "re", "--data", str(tmp_path), "--out", str(out)]) == 2
+    assert main(["train", "--kind", "re", "--data", str(tmp_path), "--out", str(out)]) == 2
     err = capsys.readouterr().err
     assert "no pairs.jsonl" in err and len(err.strip().splitlines()) == 1
