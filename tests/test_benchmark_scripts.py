@@ -142,7 +142,7 @@ def test_k_gold_smoke_run_is_resumable_and_reports_devel_beside_test(tmp_path, m
     from medsynth.records import Entity, Example
     from medsynth.spec import get_task
 
-    k_gold = _script("k_gold")
+    k_gold = benchmark_script("k_gold")
     monkeypatch.setenv("MEDSYNTH_CACHE_DIR", str(tmp_path / "cache"))
     names = ["glorbitis", "vantoma", "tarnick fever"]
     texts = [(f"Cases of {names[i % 3]} rose in year {i} .", names[i % 3]) for i in range(18)]

@@ -97,7 +97,7 @@ def test_build_through_a_faulty_proxy_keeps_exactly_n(cache_env):
     with LLMDouble(answer) as upstream, fp.FaultProxy(upstream.base_url, fp.FaultSchedule(seed=11),
                                                       delay=1.6, retry_after="1") as proxy:
         code = main(["build", "ner", "--n", str(n), "--out", str(out), "--base-url", proxy.base_url,
-                     "--model", "double-model", "--timeout", "1", "--concurrency", "4", "--no-progress"])
+                     "--llm-model", "double-model", "--timeout", "1", "--concurrency", "4", "--no-progress"])
         assert code == 0
         assert not proxy.errors and not upstream.errors
     assert time.monotonic() - started < 40
@@ -372,7 +372,7 @@ def test_second_build_on_the_same_directory_is_refused(cache_env):
 
     def cmd(url: str) -> list[str]:
         return [sys.executable, "-m", "medsynth", "build", "ner", "--n", str(n), "--out", str(out),
-                "--base-url", url, "--model", "double-model", "--no-progress"]
+                "--base-url", url, "--llm-model", "double-model", "--no-progress"]
 
     with LLMDouble(lambda r: Fault.slow(0.1, answer(r))) as slow, LLMDouble(answer) as other:
         first = subprocess.Popen(cmd(slow.base_url), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,

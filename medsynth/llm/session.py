@@ -130,7 +130,7 @@ def llm_session(config: SessionConfig | None = None, *, log_dir: Path | None = N
         if not model:
             from medsynth.errors import UsageError
 
-            raise UsageError("--base-url needs --model (or OPENAI_MODEL) naming the model to call")
+            raise UsageError("--base-url needs --llm-model (or OPENAI_MODEL) naming the model to call")
         yield LLMSession(_remote_client(split_urls(base_url), model, {**common, "concurrency": concurrency or 1},
                                         response_cache, cfg.allow_mixed_models), model, None)
         return

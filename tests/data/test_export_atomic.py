@@ -137,7 +137,7 @@ def test_sigkill_mid_export_leaves_one_complete_set(tmp_path):
 
 
 def _build_args(out: Path, *extra: str) -> list[str]:
-    return ["build", "ner", "--n", "1", "--out", str(out), "--base-url", "http://127.0.0.1:9/v1", "--model", "m",
+    return ["build", "ner", "--n", "1", "--out", str(out), "--base-url", "http://127.0.0.1:9/v1", "--llm-model", "m",
             "--no-progress", *extra]
 
 

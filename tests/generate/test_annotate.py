@@ -58,7 +58,7 @@ def _corpus(tmp_path: Path, lines: list[str] = TEXTS, name: str = "corpus.txt") 
 
 def _annotate(double: LLMDouble, corpus: Path, out: Path, *extra: str) -> int:
     return main(["build", "ner", "--annotate", str(corpus), "--task", TASK, "--out", str(out), "--base-url",
-                 double.base_url, "--model", "double-model", "--no-progress", *extra])
+                 double.base_url, "--llm-model", "double-model", "--no-progress", *extra])
 
 
 def _rows(out: Path) -> list[dict]:
@@ -106,7 +106,7 @@ def test_bad_input_on_the_command_line(tmp_path):
     bad = tmp_path / "x.jsonl"
     bad.write_text('{"no": 1}\n', encoding="utf-8")
     res = subprocess.run([sys.executable, "-m", "medsynth", "build", "ner", "--annotate", str(bad), "--out",
-                          str(tmp_path / "o"), "--base-url", "http://127.0.0.1:9/v1", "--model", "m"],
+                          str(tmp_path / "o"), "--base-url", "http://127.0.0.1:9/v1", "--llm-model", "m"],
                          capture_output=True, text=True, timeout=60,
                          env={"PYTHONPATH": str(ROOT), "MEDSYNTH_CACHE_DIR": str(tmp_path / "c"), "PATH": ""})
     assert res.returncode == 2 and "Traceback" not in res.stderr
@@ -228,13 +228,13 @@ def test_another_corpus_or_a_generated_run_in_the_same_dir_is_refused(cache_env,
     gen = cache_env / "gen"
     with LLMDouble(answer) as double:
         assert main(["build", "ner", "--task", TASK, "--n", "3", "--out", str(gen), "--base-url", double.base_url,
-                     "--model", "double-model", "--no-progress"]) == 0
+                     "--llm-model", "double-model", "--no-progress"]) == 0
     with LLMDouble(responder) as double:
         capsys.readouterr()
         assert _annotate(double, other, gen) == 2
         assert "generated text, not --annotate" in capsys.readouterr().err
     with LLMDouble(answer) as double:  # and a plain build does not resume an annotate run
         assert main(["build", "ner", "--task", TASK, "--n", "9", "--out", str(out), "--base-url",
-                     double.base_url, "--model", "double-model", "--no-progress"]) == 2
+                     double.base_url, "--llm-model", "double-model", "--no-progress"]) == 2
         assert double.chat_calls == 0
     assert "--annotate input with sha256" in capsys.readouterr().err

@@ -15,7 +15,7 @@ TASK = "ncbi-disease"
 
 def _run(double: LLMDouble, corpus: Path, out: Path) -> int:
     return main(["build", "ner", "--annotate", str(corpus), "--task", TASK, "--out", str(out), "--base-url",
-                 double.base_url, "--model", "m", "--no-progress"])
+                 double.base_url, "--llm-model", "m", "--no-progress"])
 
 
 def _context_limited(request: dict):

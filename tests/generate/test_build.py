@@ -117,7 +117,7 @@ def _start_until(cmd: list[str], env: dict, out: Path, kept: int) -> subprocess.
 def _slow_build(cache_env: Path, out: Path, double: LLMDouble) -> tuple[list[str], dict]:
     env = {**os.environ, "MEDSYNTH_CACHE_DIR": str(cache_env / "cache"), "PYTHONPATH": str(ROOT)}
     cmd = [sys.executable, "-m", "medsynth", "build", "ner", "--n", "40", "--out", str(out), "--base-url",
-           double.base_url, "--model", "double-model", "--no-progress"]
+           double.base_url, "--llm-model", "double-model", "--no-progress"]
     return cmd, env
 
 
@@ -172,7 +172,7 @@ def _cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     (["build", "ner", "--n", "-3"], "must be at least 1"),
     (["build", "ner", "--task", "nope", "--n", "1"], "known tasks"),
     (["build", "ner", "--task", "cdr", "--n", "1"], "use `build re`"),
-    (["build", "ner", "--base-url", "http://127.0.0.1:9/v1", "--n", "1"], "--model"),
+    (["build", "ner", "--base-url", "http://127.0.0.1:9/v1", "--n", "1"], "--llm-model"),
 ])
 def test_bad_input_is_one_line(args, needle, tmp_path):
     res = _cli(*args, "--out", str(tmp_path / "o"), env={"MEDSYNTH_CACHE_DIR": str(tmp_path)})
@@ -195,7 +195,7 @@ def test_unreachable_endpoint_keeps_nothing_lost(tmp_path):
     from tests.llm_double import closed_port
 
     res = _cli("build", "ner", "--n", "2", "--out", str(tmp_path / "o"), "--base-url",
-               f"http://127.0.0.1:{closed_port()}/v1", "--model", "m", "--timeout", "2", "--no-progress",
+               f"http://127.0.0.1:{closed_port()}/v1", "--llm-model", "m", "--timeout", "2", "--no-progress",
                env={"MEDSYNTH_CACHE_DIR": str(tmp_path)})
     assert res.returncode != 0 and "Traceback" not in res.stderr
     last = res.stderr.strip().splitlines()[-1]  # retries are reported as they happen; the verdict is one line

@@ -160,7 +160,7 @@ def _task_file(root: Path, **extra) -> Path:
 
 def _build(double: LLMDouble, out: Path, task_file: Path, n: int, *extra: str) -> int:
     return main(["build", "ner", "--task-file", str(task_file), "--n", str(n), "--out", str(out), "--base-url",
-                 double.base_url, "--model", "double-model", "--no-progress", *extra])
+                 double.base_url, "--llm-model", "double-model", "--no-progress", *extra])
 
 
 def test_build_reasks_leaky_negatives_once_then_rejects_and_counts_both(cache_env):

@@ -58,14 +58,14 @@ def test_a_wedging_answer_is_one_counted_rejection_and_its_replay_too(tmp_path, 
         return answer(request)
 
     out = tmp_path / "run"
-    argv = ["build", "ner", "--n", "5", "--out", str(out), "--model", "double-model", "--no-progress"]
+    argv = ["build", "ner", "--n", "5", "--out", str(out), "--llm-model", "double-model", "--no-progress"]
     with LLMDouble(responder) as double:
         assert main([*argv, "--base-url", double.base_url]) == 0
         stats = _json.loads((out / "stats.json").read_text())
         assert stats["rejections"].get("parse:too_deep") == 1 and stats["rejections"].get("parse:too_large") == 1
         # The same requests into a fresh folder: the nested answer replays from the cache (and is rejected
         # again, no crash); the oversized one was never cached, so it is asked again and now answered well.
-        again = ["build", "ner", "--n", "5", "--out", str(tmp_path / "run2"), "--model", "double-model",
+        again = ["build", "ner", "--n", "5", "--out", str(tmp_path / "run2"), "--llm-model", "double-model",
                  "--no-progress", "--base-url", double.base_url]
         assert main(again) == 0
     stats2 = _json.loads((tmp_path / "run2" / "stats.json").read_text())

@@ -472,7 +472,7 @@ def test_build_re_default_task_and_smaller_reexport(cache_env):
 ])
 def test_build_re_usage_errors_are_one_line(args, needle, cache_env, capsys):
     assert main([*args, "--n", "1", "--out", str(cache_env / "o"), "--base-url", "http://127.0.0.1:9/v1",
-                 "--model", "m", "--no-progress"]) == 2
+                 "--llm-model", "m", "--no-progress"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and needle in err and err.startswith("medsynth: error:")
     assert not (cache_env / "o" / "store.sqlite").exists()

@@ -161,7 +161,7 @@ def cache_env(tmp_path, monkeypatch):
 
 def _build(double: LLMDouble, out: Path, *extra: str) -> int:
     return main(["build", "ner", "--task", "ncbi-disease", "--n", "6", "--out", str(out), "--base-url",
-                 double.base_url, "--model", "double-model", "--no-progress", *extra])
+                 double.base_url, "--llm-model", "double-model", "--no-progress", *extra])
 
 
 def test_build_with_reference_records_stats_and_refuses_another(cache_env, capsys):

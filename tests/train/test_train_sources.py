@@ -67,7 +67,7 @@ def test_train_on_a_gold_file_and_a_run_records_every_source(tmp_path, run):
     single.write_text(_conll(_sentences(3, 3)), encoding="utf-8")
     out = tmp_path / "model"
     assert main(["train", "--data", f"{gold}:weight=2", "--data", str(run), "--data", str(single), "--out", str(out),
-                 "--max-steps", "5", "--batch-size", "8", "--no-progress"]) == 0
+                 "--max-steps", "5", "--batch-size", "8", "--min-validation", "1", "--no-progress"]) == 0
     log = json.loads((out / "train_log.json").read_text())
     by_path = {s["path"]: s for s in log["sources"]}
     assert by_path[str(gold)]["kind"] == "corpus" and by_path[str(gold)]["weight"] == 2.0
