@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Sequence
 
 import pytest
 
@@ -90,3 +91,27 @@ def benchmark_script(name: str):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def conll_text(sentences: Sequence[tuple[str, Sequence[str]]], label: str = "Disease", *, bioes: bool = False,
+               columns: str = "{token}\t{tag}") -> str:
+    """A token-per-line corpus for (text, mentions) pairs: medsynth's word tokens, IOB2 tags (BIOES with
+    `bioes`), each line formatted by `columns` (e.g. "{token}\\tX\\t{tag}" for a POS-like middle column)."""
+    from medsynth.data.tokens import tokenize
+
+    def tag(n: int, size: int) -> str:
+        if not bioes:
+            return "B-" if n == 0 else "I-"
+        return "S-" if size == 1 else "B-" if n == 0 else "E-" if n == size - 1 else "I-"
+
+    blocks = []
+    for text, mentions in sentences:
+        toks = tokenize(text)
+        tags = ["O"] * len(toks)
+        for m in mentions:
+            s = text.index(m)
+            inside = [j for j, t in enumerate(toks) if t.start >= s and t.end <= s + len(m)]
+            for n, j in enumerate(inside):
+                tags[j] = tag(n, len(inside)) + label
+        blocks.append("\n".join(columns.format(token=t.text, tag=g) for t, g in zip(toks, tags)))
+    return "\n\n".join(blocks) + "\n"

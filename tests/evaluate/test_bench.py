@@ -13,10 +13,10 @@ from medsynth.evaluate.bench import BenchConfig, report, run_bench, system_name
 from medsynth.errors import MedsynthError
 from medsynth.data.export import export_all
 from medsynth.spec import get_task
-from medsynth.data.tokens import tokenize
 from medsynth.train.ner import TrainConfig
 from medsynth.records import Entity, Example
 from tests.llm_double import LLMDouble
+from tests.helpers import conll_text
 
 DISEASES = ["glorbitis", "vantoma", "krell syndrome", "mirovian anemia", "dostal palsy", "tarnick fever"]
 
@@ -30,17 +30,7 @@ def _sentences(k: int) -> list[tuple[str, list[str]]]:
 
 
 def _iob(sentences) -> str:
-    blocks = []
-    for text, mentions in sentences:
-        toks = tokenize(text)
-        tags = ["O"] * len(toks)
-        for m in mentions:
-            s = text.index(m)
-            inside = [j for j, t in enumerate(toks) if t.start >= s and t.end <= s + len(m)]
-            for n, j in enumerate(inside):
-                tags[j] = ("B-" if n == 0 else "I-") + "Disease"
-        blocks.append("\n".join(f"{t.text}\t{tag}" for t, tag in zip(toks, tags)))
-    return "\n\n".join(blocks) + "\n"
+    return conll_text(sentences)
 
 
 @pytest.fixture()

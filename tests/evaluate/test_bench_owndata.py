@@ -11,10 +11,10 @@ import pytest
 
 from medsynth.cli.main import main
 from medsynth.data.export import export_all
-from medsynth.data.tokens import tokenize
 from medsynth.records import Entity, Example
 from medsynth.spec import get_task
 from tests.llm_double import LLMDouble
+from tests.helpers import conll_text
 
 HERBS = ["quilloweed", "bramblewort", "dusk fennel", "marrowroot"]
 TASK_YAML = """\
@@ -42,17 +42,7 @@ def _sentences(k: int, offset: int = 0) -> list[tuple[str, str]]:
 
 def _conll(sentences: list[tuple[str, str]], label: str = "HERB") -> str:
     """A BIOES file with a POS-like middle column, as many user corpora come."""
-    blocks = []
-    for text, herb in sentences:
-        toks = tokenize(text)
-        s = text.index(herb)
-        inside = [j for j, t in enumerate(toks) if t.start >= s and t.end <= s + len(herb)]
-        tags = ["O"] * len(toks)
-        for n, j in enumerate(inside):
-            tags[j] = ("S-" if len(inside) == 1 else "B-" if n == 0 else "E-" if n == len(inside) - 1 else "I-")
-            tags[j] += label
-        blocks.append("\n".join(f"{t.text}\tX\t{tag}" for t, tag in zip(toks, tags)))
-    return "\n\n".join(blocks) + "\n"
+    return conll_text([(text, [herb]) for text, herb in sentences], label, bioes=True, columns="{token}\tX\t{tag}")
 
 
 def _brat(folder: Path, sentences: list[tuple[str, str]], label: str = "HERB") -> Path:

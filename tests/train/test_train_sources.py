@@ -10,11 +10,11 @@ import pytest
 from medsynth.cli.main import main
 from medsynth.data.corpora.rel import read_pairs, write_pairs
 from medsynth.data.export import export_all
-from medsynth.data.tokens import tokenize
 from medsynth.errors import MedsynthError
 from medsynth.records import Entity, Example, RelPair
 from medsynth.spec import get_task
 from medsynth.train.sources import parse_source
+from tests.helpers import conll_text
 
 DISEASES = ["glorbitis", "vantoma", "krell syndrome", "tarnick fever"]
 
@@ -23,17 +23,8 @@ def _sentences(k: int, off: int = 0) -> list[tuple[str, str]]:
     return [(f"Cases of {DISEASES[(i + off) % 4]} rose in year {i} .", DISEASES[(i + off) % 4]) for i in range(k)]
 
 
-def _conll(sentences) -> str:
-    blocks = []
-    for text, d in sentences:
-        toks = tokenize(text)
-        s = text.index(d)
-        inside = [j for j, t in enumerate(toks) if t.start >= s and t.end <= s + len(d)]
-        tags = ["O"] * len(toks)
-        for n, j in enumerate(inside):
-            tags[j] = ("B-" if n == 0 else "I-") + "Disease"
-        blocks.append("\n".join(f"{t.text} {tag}" for t, tag in zip(toks, tags)))
-    return "\n\n".join(blocks) + "\n"
+def _conll(sentences: list[tuple[str, str]]) -> str:
+    return conll_text([(text, [d]) for text, d in sentences], columns="{token} {tag}")
 
 
 @pytest.fixture()
