@@ -2,7 +2,7 @@
 
 Everything downstream (BIO export, training, scoring) relies on `text[start:end] == entity.text` and on spans
 being sorted and disjoint, so this module is the single place where loose LLM output becomes strict spans. It is
-shared by the NER builder, the zero-shot baseline and importers, hence it depends only on `types`, `tokenize`
+shared by the NER builder, the zero-shot baseline and importers, hence it depends only on `records`, `data.tokens`
 and `errors`.
 
 Each mention goes through increasingly lenient strategies and the first that works is recorded:

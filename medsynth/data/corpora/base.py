@@ -10,8 +10,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from medsynth.errors import MedsynthError
-from medsynth.data.jsonl import decode_utf8, read_utf8
+from medsynth.data.jsonl import read_utf8
 
 SPLITS = ("train", "devel", "test")
 # The MTL files call the development split "devel"; users type "dev" or "validation" as well.
@@ -37,11 +36,6 @@ def canonical_split(split: str) -> str | None:
     """"train" / "devel" / "test" for a split name or alias (dev, validation, training ...); None when unknown."""
     key = SPLIT_ALIASES.get(split.lower(), split.lower())
     return key if key in SPLITS else None
-
-
-def decode(path: Path, raw: bytes) -> str:
-    """UTF-8 text of a corpus file; a BOM is dropped (it would glue itself to the first token)."""
-    return decode_utf8(path, raw, bom=True)
 
 
 def read_text(path: Path, what: str = "file") -> str:

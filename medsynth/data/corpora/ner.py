@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Sequence, TypeVar
 
 from medsynth.data.corpora.base import SPLITS, IOBSentence, canonical_split
-from medsynth.data.corpora.base import decode as _decode  # noqa: F401  (rel.py and older callers import it here)
 from medsynth.data.corpora.conll import read_conll
 from medsynth.errors import MedsynthError
 
