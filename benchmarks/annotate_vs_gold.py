@@ -5,6 +5,7 @@ The annotate run must have been made from `benchmarks/train_texts.py CORPUS N FI
 is the i-th sampled sentence. This measures label noise only: nothing here feeds generation or training.
 
     python benchmarks/annotate_vs_gold.py ncbi-disease 100 runs/quality/ncbi-disease/annotate
+    python benchmarks/annotate_vs_gold.py chemprot-gene 100 runs/votes3 --task-file benchmarks/tasks/gene-scratch.yaml
 """
 
 from __future__ import annotations
@@ -19,10 +20,11 @@ from medsynth.data.tokens import bio_to_spans, detokenize
 from train_texts import sampled_train  # the sibling script that wrote the annotate input
 
 
-def main(corpus: str, n: int, run: str, seed: int = 13) -> dict:
+def main(corpus: str, n: int, run: str, seed: int = 13, task_file: str | None = None) -> dict:
     sentences = sampled_train(corpus, n, seed)
     rows = list(read_jsonl(f"{run}/data.jsonl"))
-    task = get_task(json.load(open(f"{run}/stats.json", encoding="utf-8"))["task"])
+    task = get_task(None, task_file) if task_file else get_task(
+        json.load(open(f"{run}/stats.json", encoding="utf-8"))["task"])
     mapping = corpora.label_mapping(task.label_names, corpora.corpus_labels(sentences))
     by_slot = {int(r["meta"]["plan"]["slot"]): r for r in rows}
     tp = fp = fn = 0
@@ -45,4 +47,6 @@ def main(corpus: str, n: int, run: str, seed: int = 13) -> dict:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], int(sys.argv[2]), sys.argv[3])
+    extra = sys.argv[4:]
+    main(sys.argv[1], int(sys.argv[2]), sys.argv[3],
+         task_file=extra[extra.index("--task-file") + 1] if "--task-file" in extra else None)

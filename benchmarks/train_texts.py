@@ -12,12 +12,14 @@ import sys
 from pathlib import Path
 
 from medsynth.data.corpora import ner as corpora
+from medsynth.data.corpora import read_corpus
 from medsynth.data.tokens import detokenize
 
 
 def sampled_train(corpus: str, n: int, seed: int = 13) -> list[corpora.IOBSentence]:
-    """The seeded train sample; `annotate_vs_gold.py` scores against the same one, so slot i is sentence i."""
-    return corpora.sample(corpora.load_corpus(corpus, "train"), n, seed)
+    """The seeded train sample of any corpus `read_corpus` reads (a preset such as chemprot-gene, or a path);
+    `annotate_vs_gold.py` scores against the same one, so slot i is sentence i."""
+    return corpora.sample(read_corpus(corpus, "ner").split("train"), n, seed)
 
 
 def main(corpus: str, n: int, out: str, seed: int = 13) -> None:

@@ -42,8 +42,13 @@ def __getattr__(name: str) -> Any:
 
 
 def load_task(name: str | None = None, file: str | Path | None = None) -> "TaskSpec":
-    """A task by registry name ("ner", "ncbi-disease", "cdr", ...) or from your own YAML/JSON `file`."""
+    """A task by registry name ("ner", "ncbi-disease", "cdr", ...) or from your own YAML/JSON `file`.
+
+    A `name` that ends in .yaml/.yml/.json is taken as a file, since that is what a notebook user means."""
     from medsynth.spec import get_task
+
+    if file is None and name is not None and name.lower().endswith((".yaml", ".yml", ".json")):
+        name, file = None, name
 
     return get_task(name if name is not None or file is not None else "ner", str(file) if file else None)
 

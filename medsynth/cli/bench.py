@@ -124,5 +124,8 @@ def bench_command(args: argparse.Namespace, session) -> int:
     else:
         run_bench(bench_config(args, out, task), lambda: session(out))
     print((out / "table.md").read_text(encoding="utf-8"))
-    print(f"results in {out}/ (table.md, scores.json, scores.csv, plot.png, predictions/)")
+    verdict = out / "verdict.md"
+    if verdict.exists():  # the guard: a small model that loses to prompting is said plainly, with its error kinds
+        print(verdict.read_text(encoding="utf-8"))
+    print(f"results in {out}/ (table.md, verdict.md, scores.json, scores.csv, plot.png, predictions/)")
     return 0

@@ -197,6 +197,8 @@ def cmd_build(args: argparse.Namespace) -> int:
                       curate=_curate_config(args, task, check_span_words=not args.reference))
     if args.annotate:
         cfg = _annotate_config(cfg, args)
+    elif args.votes != 1:
+        raise UsageError("--votes applies to --annotate (generated sentences carry their planned labels)")
     if args.reference:
         cfg = _reference_config(cfg, args)
     stats = generate_or_export(args, out, cfg, already_built, export_existing, run_build)
@@ -215,9 +217,11 @@ def _annotate_config(cfg, args: argparse.Namespace):
         raise UsageError("--annotate labels entities only; use `build ner`")
     if args.format != "json":
         raise UsageError("--annotate uses the zero-shot JSON prompt; leave --format at json")
+    if not 1 <= args.votes <= 15:
+        raise UsageError(f"--votes must be between 1 and 15, not {args.votes}")
     corpus = read_corpus(args.annotate)  # bad input fails here, before any store is opened
     n = min(args.n or len(corpus.texts), len(corpus.texts))
-    return cfg.model_copy(update={"annotate": Path(args.annotate), "n": n})
+    return cfg.model_copy(update={"annotate": Path(args.annotate), "n": n, "votes": args.votes})
 
 
 def _reference_config(cfg, args: argparse.Namespace):
@@ -435,6 +439,10 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--max-turns", type=_positive_int, default=6, help="chat: user questions per dialogue")
     b.add_argument("--annotate", default=None, metavar="FILE",
                    help="ner: label your own texts (one per line, or .jsonl with \"text\") instead of generating")
+    b.add_argument("--votes", type=int, default=1, metavar="K",
+                   help="with --annotate: label each text K times (1 greedy + K-1 sampled) and keep the spans a "
+                        "majority returns; the vote agreement becomes the example's weight (self-consistency; "
+                        "K times the LLM calls)")
     b.add_argument("--reference", default=None, metavar="FILE",
                    help="match a real corpus's sentence lengths, mentions per sentence and label mix (statistics "
                         "only): a corpus name (train split unless NAME:SPLIT), IOB .tsv/.conll, .jsonl or .txt")
@@ -535,6 +543,10 @@ def build_parser() -> argparse.ArgumentParser:
     from medsynth.cli.cache import add_command as add_cache_command  # cache [--clear]
 
     add_cache_command(sub)
+
+    from medsynth.cli.recipe import add_command as add_recipe_command  # recipe ner (which route, which commands)
+
+    add_recipe_command(sub)
     return parser
 
 

@@ -29,9 +29,11 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from medsynth.errors import MedsynthError
 from medsynth.hashing import DEFAULT_SEED
 from medsynth.evaluate import scores as evaluate
+from medsynth.evaluate.guard import write_verdict
 from medsynth.evaluate.kinds import BenchKind, ModelPlan, SmallSystem, TestSet, kind_for
 from medsynth.evaluate.kinds.ner import model_mapping, weighting_suffix  # noqa: F401  (chat.distill maps labels alike)
 from medsynth.spec import TaskSpec
+from medsynth.train.fit import training_record
 from medsynth.train.ner import TrainConfig
 
 if TYPE_CHECKING:  # imported lazily below: the LLM layer is not needed to report from stored predictions
@@ -200,10 +202,15 @@ def _small_model_system(name: str, system: SmallSystem, kind: BenchKind, test: T
         pred_s += predicted.seconds
         predicted_meta = predicted.meta
     n = sum(len(items) for plan in system.plans for _, items in plan.units)
+    # What each model was really trained with (its train_log.json): a given --model folder was trained by
+    # `train` with its own seed and options, not bench's.
+    training = [training_record(p.model_dir) for p in system.plans]
+    seed = training[0].get("seed") if training and training[0] else cfg.train.seed
     meta = {"system": name, "train_data": system.train_data, "encoder": cfg.train.model,
             "train_seconds": round(train_s, 1), "predict_seconds": round(pred_s, 3),
-            kind.rate_key: round(n / max(pred_s, 1e-9), 2), "llm_tokens": 0, "seed": cfg.train.seed,
-            **kind.model_meta(cfg, [p.model_dir for p in system.plans], n), **predicted_meta}
+            kind.rate_key: round(n / max(pred_s, 1e-9), 2), "llm_tokens": 0, "seed": seed,
+            **kind.model_meta(cfg, [p.model_dir for p in system.plans], n), **predicted_meta,
+            "training": training[0] if len(training) == 1 else training}
     return rows, meta
 
 
@@ -309,7 +316,8 @@ def bench_title(task: str, dataset: str, split: str = "test") -> str:
 
 def report(out: Path, title: str | None = None, kind: str = "ner") -> dict:
     """Scores, CIs and speed for every stored system → scores.json, scores.csv, table.md, plot.png; for NER also
-    where each system's errors come from → errors.json, errors.md (`medsynth.evaluate.diagnose`)."""
+    where each system's errors come from → errors.json, errors.md (`medsynth.evaluate.diagnose`); and whether
+    each small model beats zero-shot prompting → verdict.md (`medsynth.evaluate.guard`)."""
     bench_kind = kind_for(kind)
     title = title or bench_kind.default_title
     rows: dict[str, list[dict]] = {}  # each predictions file is read once, for its scores and its errors
@@ -319,7 +327,8 @@ def report(out: Path, title: str | None = None, kind: str = "ner") -> dict:
         return scores
 
     results = write_report(out, title, score, bench_kind)
-    bench_kind.after_report(Path(out), rows, ordered(results), title)
+    errors = bench_kind.after_report(Path(out), rows, ordered(results), title)
+    write_verdict(Path(out), results, errors, title)
     return results
 
 

@@ -22,6 +22,7 @@ is not sampling.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import re
@@ -47,6 +48,8 @@ SOURCE = "annotate"
 # it is a document, not a text, and would cost hundreds of requests for one slot.
 WINDOW_CHARS = 2000
 MAX_WINDOWS = 32
+# Self-consistency (`--votes K`): vote 0 is greedy, the other K-1 sample at this temperature with seeds 1..K-1.
+VOTE_TEMPERATURE = 0.7
 _SENTENCE_END = re.compile(r"(?<=[.!?;])\s+|\n+")
 
 
@@ -137,6 +140,7 @@ class Labelled:
     entities: list[Entity]
     repairs: Counter
     reason: str | None
+    weight: float | None = None  # with --votes: how much the k annotations agree (the example's weight)
 
 
 def label_text(raw: str | None, text: str, task: TaskSpec, fuzzy: float = 0.85) -> Labelled:
@@ -151,6 +155,33 @@ def label_text(raw: str | None, text: str, task: TaskSpec, fuzzy: float = 0.85) 
     checked = check_annotation(text, aligned.entities, task)
     repairs.update(checked.repairs)
     return Labelled(checked.entities, repairs, None)
+
+
+def majority(labelled: list[Labelled], votes: int) -> tuple[list[Entity], list[float], Counter]:
+    """Self-consistency: the entities that more than half of `votes` annotations return (same span, same label),
+    each candidate's vote share, and counts of what the vote kept and dropped. An unreadable sampled answer
+    counts as a vote for nothing."""
+    tally: Counter = Counter()
+    first: dict[tuple[int, int, str], Entity] = {}
+    for lab in labelled:
+        for e in {(e.start, e.end, e.label): e for e in lab.entities}.values():
+            key = (e.start, e.end, e.label)
+            tally[key] += 1
+            first.setdefault(key, e)
+    kept = sorted((first[k] for k, n in tally.items() if 2 * n > votes), key=lambda e: (e.start, e.end))
+    # Majority spans cannot overlap one another when each answer's spans do not: two overlapping spans would
+    # need a shared voter. Kept in text order.
+    shares = [n / votes for n in tally.values()]
+    counts = Counter({"vote_kept": len(kept), "vote_dropped": len(tally) - len(kept)}) if votes > 1 else Counter()
+    return kept, shares, +counts
+
+
+def agreement(shares: list[float]) -> float:
+    """How much the votes agree on a text: for each candidate span the share on the winning side (kept spans:
+    their share; dropped ones: 1 - share), averaged; 1.0 when no annotation proposed anything."""
+    if not shares:
+        return 1.0
+    return round(sum(max(s, 1 - s) for s in shares) / len(shares), 4)
 
 
 def windows(text: str, size: int = WINDOW_CHARS) -> list[tuple[int, int]]:
@@ -175,14 +206,16 @@ def windows(text: str, size: int = WINDOW_CHARS) -> list[tuple[int, int]]:
 class Annotator:
     """The per-slot step of an annotate build: what `Builder` calls instead of plan → generate."""
 
-    def __init__(self, task: TaskSpec, corpus: Corpus, n: int, max_tokens: int, fuzzy: float):
+    def __init__(self, task: TaskSpec, corpus: Corpus, n: int, max_tokens: int, fuzzy: float, votes: int = 1):
         if task.kind != "ner":
             raise MedsynthError("annotate mode labels entities only; use an ner task", field="task",
                                 value=task.name)
         self.task, self.corpus, self.max_tokens, self.fuzzy = task, corpus, max_tokens, fuzzy
         self.slots = min(n, len(corpus.texts))
         self.prompt_hash = prompt_hash(task)
-        self.params = {"temperature": 0.0, "max_tokens": max_tokens, "format": "zero-shot-json"}
+        self.votes = votes
+        self.params = {"temperature": 0.0, "max_tokens": max_tokens, "format": "zero-shot-json",
+                       **({"votes": votes, "vote_temperature": VOTE_TEMPERATURE} if votes > 1 else {})}
         self._schema = zero_shot_schema(task)
 
     def identity(self) -> dict:
@@ -193,38 +226,38 @@ class Annotator:
         """Ask for slot's labels; `Labelled` is None when the request itself failed (the slot is retried).
         A long text is labelled window by window (offsets shifted back onto the whole text)."""
         src = self.corpus.texts[slot]
-        if len(src.text) <= WINDOW_CHARS:
-            resp = await client.complete(messages(self.task, src.text), schema=self._schema, seed=0,
-                                         temperature=0.0, max_tokens=self.max_tokens)
-            if resp.text is None:
-                return resp, src, None
-            return resp, src, label_text(resp.text, src.text, self.task, self.fuzzy)
-        spans = windows(src.text)
+        spans = [(0, len(src.text))] if len(src.text) <= WINDOW_CHARS else windows(src.text)
         if len(spans) > MAX_WINDOWS:
             nothing = LLMResponse(text="", prompt_tokens=0, completion_tokens=0, cached=False)
             return nothing, src, Labelled([], Counter(), f"text_too_long:line_{src.line}")
-        return await self._label_windows(client, src, spans)
-
-    async def _label_windows(self, client: LLMClient, src: SourceText, spans: list[tuple[int, int]]
-                             ) -> tuple[LLMResponse, SourceText, Labelled | None]:
         entities: list[Entity] = []
-        repairs: Counter = Counter({"text_windows": len(spans)})
+        repairs: Counter = Counter({"text_windows": len(spans)} if len(spans) > 1 else {})
+        shares: list[float] = []
         total = LLMResponse(text="", prompt_tokens=0, completion_tokens=0, cached=True)
         for start, end in spans:
             part = src.text[start:end]
-            resp = await client.complete(messages(self.task, part), schema=self._schema, seed=0,
-                                         temperature=0.0, max_tokens=self.max_tokens)
-            if resp.text is None:
-                return resp, src, None
-            total.prompt_tokens += resp.prompt_tokens
-            total.completion_tokens += resp.completion_tokens
-            total.cached = total.cached and resp.cached
-            got = label_text(resp.text, part, self.task, self.fuzzy)
-            if got.reason:
-                return total, src, Labelled([], got.repairs + repairs, got.reason)
-            repairs.update(got.repairs)
-            entities += [e.model_copy(update={"start": e.start + start, "end": e.end + start}) for e in got.entities]
-        return total, src, Labelled(entities, repairs, None)
+            answers = await asyncio.gather(*(self._ask(client, part, vote) for vote in range(self.votes)))
+            for resp in answers:
+                if resp.text is None:
+                    return resp, src, None
+                total.prompt_tokens += resp.prompt_tokens
+                total.completion_tokens += resp.completion_tokens
+                total.cached = total.cached and resp.cached
+            got = [label_text(resp.text, part, self.task, self.fuzzy) for resp in answers]
+            if got[0].reason:  # the greedy answer is unreadable: the text is rejected, as without votes
+                return total, src, Labelled([], got[0].repairs + repairs, got[0].reason)
+            kept, window_shares, vote_repairs = majority([g for g in got if g.reason is None], self.votes)
+            repairs.update(got[0].repairs + vote_repairs)
+            shares += window_shares
+            entities += [e.model_copy(update={"start": e.start + start, "end": e.end + start}) for e in kept]
+        return total, src, Labelled(entities, repairs, None, agreement(shares) if self.votes > 1 else None)
+
+    async def _ask(self, client: LLMClient, text: str, vote: int) -> LLMResponse:
+        """Vote 0 is the greedy request (identical to a run without votes, so its cache entries are shared);
+        the others sample at VOTE_TEMPERATURE with their own seed."""
+        greedy = vote == 0
+        return await client.complete(messages(self.task, text), schema=self._schema, seed=vote,
+                                     temperature=0.0 if greedy else VOTE_TEMPERATURE, max_tokens=self.max_tokens)
 
     def meta(self, slot: int, src: SourceText) -> dict:
         """Provenance of an annotated example; "plan" keeps the slot so exports cut runs the same way."""

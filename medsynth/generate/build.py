@@ -58,6 +58,8 @@ class BuildConfig(BaseModel):
                                           "--reference (label -> conventions); already merged into `task`")
     annotate: Path | None = Field(default=None, description="label the texts of this file instead of "
                                   "generating (annotate mode, see annotate.py); n caps how many")
+    votes: int = Field(default=1, ge=1, le=15, description="annotate mode: label each text this many times (one "
+                       "greedy, the rest sampled) and keep the spans a majority returns (self-consistency)")
     curate: CurateConfig = Field(default_factory=CurateConfig)
     progress: bool = True
 
@@ -180,7 +182,7 @@ class Builder:
         self.slot_limit: int | None = None  # annotate: one slot per input text, no more
         if cfg.annotate is not None:
             self.annotator = annotating.Annotator(cfg.task, annotating.read_corpus(cfg.annotate), cfg.n,
-                                                  cfg.max_tokens, cfg.fuzzy_threshold)
+                                                  cfg.max_tokens, cfg.fuzzy_threshold, cfg.votes)
             self.prompt_hash, self.params = self.annotator.prompt_hash, self.annotator.params
             self.slot_limit = self.annotator.slots
 
@@ -205,7 +207,8 @@ class Builder:
                 meta={"task": self.cfg.task.registry_name, "model": self.model_name,
                       "prompt_hash": self.prompt_hash, "params": self.params, "seed": 0,
                       "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                      **self.annotator.meta(slot, src)})
+                      **self.annotator.meta(slot, src),
+                      **({"weight": labelled.weight} if labelled.weight is not None else {})})
             if out.example.check_spans():  # cannot happen after align; refuse rather than store a broken span
                 out.status, out.reason, out.example = "rejected", "span_invariant", None
             else:

@@ -336,13 +336,49 @@ def save_model(model: Any, tokenizer: Any, out_dir: Path) -> None:
             f.unlink()
 
 
+def data_record(data_dir: Path) -> dict[str, Any]:
+    """What a model was trained on, for its train_log.json and every predictions file made with it: the folder,
+    a sha256 of its training records (the run's data.jsonl / pairs.jsonl, else its hf/ Arrow files) and the
+    task with its version (from the run's stats.json; None for combined sources, which list their own)."""
+    import hashlib
+
+    data_dir = Path(data_dir)
+    files = [f for f in (data_dir / "data.jsonl", data_dir / "pairs.jsonl") if f.is_file()]
+    files = files[:1] or sorted((data_dir / "hf").rglob("*.arrow"))
+    digest = hashlib.sha256()
+    for f in files:
+        digest.update(f.relative_to(data_dir).as_posix().encode() + b"\0" + f.read_bytes())
+    task = None
+    stats = data_dir / "stats.json"
+    if stats.is_file():
+        try:
+            task = json.loads(stats.read_text(encoding="utf-8")).get("task")
+        except (ValueError, UnicodeDecodeError):
+            task = None
+    return {"path": str(data_dir), "sha256": digest.hexdigest()[:16] if files else None, "task": task}
+
+
+def training_record(model_dir: Path) -> dict[str, Any]:
+    """The training facts of a saved model (seed, every option, data hash, task version, sources) from its
+    train_log.json, so a predictions file says which model made it; {} for a folder without one."""
+    path = Path(model_dir) / "train_log.json"
+    try:
+        log = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, UnicodeDecodeError):
+        return {}
+    config = log.get("config") or {}
+    return {"seed": config.get("seed"), "options": config, "data": log.get("data"),
+            **({"sources": log["sources"]} if log.get("sources") else {})}
+
+
 def write_model_files(out_dir: Path, label_map: dict, config: TrainConfig, log: list[dict], metrics: dict,
-                      card: str) -> None:
-    """label_map.json, train_log.json (config, epochs, metrics) and model_card.md next to the saved model."""
+                      card: str, data_dir: Path | None = None) -> None:
+    """label_map.json, train_log.json (config, data, epochs, metrics) and model_card.md next to the saved model."""
     (out_dir / "label_map.json").write_text(json.dumps(label_map, indent=2) + "\n", encoding="utf-8")
+    data = data_record(data_dir) if data_dir is not None else None
     (out_dir / "train_log.json").write_text(
-        json.dumps({"config": config.model_dump(), "epochs": log, "metrics": metrics}, indent=2) + "\n", encoding="utf-8"
-    )
+        json.dumps({"config": config.model_dump(), "data": data, "epochs": log, "metrics": metrics}, indent=2) + "\n",
+        encoding="utf-8")
     (out_dir / "model_card.md").write_text(card, encoding="utf-8")
 
 
@@ -454,5 +490,5 @@ def train_model(kind: Kind, data_dir: Path, out_dir: Path, config: TrainConfig, 
         "encoder_path": encoder_path, "labels": labels, "notes": data["notes"], "out_dir": str(out_dir),
     }
     write_model_files(out_dir, kind.label_map(labels, config), config, log, metrics,
-                      kind.model_card(data_dir, config, metrics, log))
+                      kind.model_card(data_dir, config, metrics, log), data_dir)
     return metrics

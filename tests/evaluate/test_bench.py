@@ -54,7 +54,8 @@ def synthetic(tmp_path) -> Path:
     out = tmp_path / "synthetic"
     out.mkdir()
     export_all(out, exs, task, {"model": "none"}, {"requests": 30, "kept": 30, "rejected": 0, "prompt_tokens": 0,
-                                                   "completion_tokens": 0, "repairs": {}, "rejections": {}}, {})
+                                                   "completion_tokens": 0, "repairs": {}, "rejections": {}},
+               {"task": task.registry_name})
     return out
 
 
@@ -358,7 +359,8 @@ def test_bench_scores_a_given_model_folder_training_nothing(tmp_path, data_dir, 
     from medsynth.cli.main import main
 
     model = tmp_path / "mine"
-    assert main(["train", "--data", str(synthetic), "--out", str(model), "--max-steps", "1", "--no-progress"]) == 0
+    assert main(["train", "--data", str(synthetic), "--out", str(model), "--max-steps", "1", "--seed", "21",
+                 "--no-progress"]) == 0
     out = tmp_path / "b"
     capsys.readouterr()
     assert main(["bench", "ner", "--task", "ncbi-disease", "--dataset", "ncbi-disease", "--data-dir", str(data_dir),
@@ -366,7 +368,12 @@ def test_bench_scores_a_given_model_folder_training_nothing(tmp_path, data_dir, 
     captured = capsys.readouterr()
     assert "== mine: loading" in captured.err and f"results in {out}" in captured.out
     assert (out / "predictions" / "mine.jsonl").is_file() and not (out / "models").exists()  # nothing trained
-    assert json.loads((out / "predictions" / "mine.meta.json").read_text())["train_seconds"] == 0
+    meta = json.loads((out / "predictions" / "mine.meta.json").read_text())
+    assert meta["train_seconds"] == 0
+    # the model's own training facts, not bench's: its seed (21, bench's is 13), options, data hash, task version
+    assert meta["seed"] == 21 and meta["training"]["options"]["max_steps"] == 1
+    assert meta["training"]["data"]["path"] == str(synthetic) and len(meta["training"]["data"]["sha256"]) == 16
+    assert meta["training"]["data"]["task"] == get_task("ncbi-disease").registry_name
 
 
 @pytest.mark.parametrize("value, message", [("mine=/nonexistent/model", "model folder not found"),

@@ -238,3 +238,26 @@ def test_another_corpus_or_a_generated_run_in_the_same_dir_is_refused(cache_env,
                      double.base_url, "--llm-model", "double-model", "--no-progress"]) == 2
         assert double.chat_calls == 0
     assert "--annotate input with sha256" in capsys.readouterr().err
+
+
+def test_votes_keep_the_spans_a_majority_returns_and_weigh_the_example_by_agreement(cache_env, capsys):
+    """Self-consistency (issue 22): greedy + 2 sampled answers; a span in 2 of 3 is kept, one in 1 of 3 is not."""
+    text = "Carriers of these mutations develop breast cancer and asthma early."
+    by_seed = {0: ["breast cancer", "asthma"], 1: ["breast cancer", "asthma", "mutations"], 2: ["breast cancer"]}
+
+    def voter(request: dict) -> str:
+        return json.dumps({"Disease": by_seed[request["seed"]]})
+
+    corpus, out = _corpus(cache_env, [text]), cache_env / "votes"
+    with LLMDouble(voter) as double:
+        assert _annotate(double, corpus, out, "--votes", "3") == 0
+        temps = sorted((r["seed"], r["temperature"]) for r in double.requests)
+    assert temps == [(0, 0.0), (1, 0.7), (2, 0.7)]
+    (row,) = _rows(out)
+    assert [e["text"] for e in row["entities"]] == ["breast cancer", "asthma"]
+    # the filter's lexicon completion adds "asthma" to the third answer too: shares 3/3, 3/3 and 1/3 ("mutations")
+    assert row["meta"]["weight"] == round((1 + 1 + 2 / 3) / 3, 4)
+    stats = json.loads((out / "stats.json").read_text())
+    assert stats["repairs"]["vote_kept"] == 2 and stats["repairs"]["vote_dropped"] == 1
+    assert main(["build", "ner", "--votes", "3", "--out", str(cache_env / "g")]) == 2
+    assert "--votes applies to --annotate" in capsys.readouterr().err

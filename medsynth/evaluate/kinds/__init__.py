@@ -108,7 +108,8 @@ class BenchKind(Protocol):
     def score(self, path: Path) -> tuple[dict, list[dict]]:
         """Scores of one stored predictions file, and its rows."""
 
-    def after_report(self, out: Path, rows: dict[str, list[dict]], order: list[str], title: str) -> None: ...
+    def after_report(self, out: Path, rows: dict[str, list[dict]], order: list[str], title: str) -> dict | None:
+        """Kind-specific reports beyond the tables; returns {system: error kinds} where the kind has them."""
 
     def write_csv(self, path: Path, results: dict, order: list[str]) -> None: ...
 

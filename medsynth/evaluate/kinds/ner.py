@@ -179,10 +179,10 @@ class NERKind:
         rows = scores.read_records(path)
         return scores.scores_from_records(rows), rows
 
-    def after_report(self, out: Path, rows: dict[str, list[dict]], order: list[str], title: str) -> None:
+    def after_report(self, out: Path, rows: dict[str, list[dict]], order: list[str], title: str) -> dict:
         from medsynth.evaluate import diagnose
 
-        diagnose.write_error_report(out, rows, order, title)
+        return diagnose.write_error_report(out, rows, order, title)
 
     def write_csv(self, path: Path, results: dict, order: list[str]) -> None:
         with path.open("w", newline="", encoding="utf-8") as fh:

@@ -225,6 +225,7 @@ class REKind:
 
     def after_report(self, out: Path, rows: dict[str, list[dict]], order: list[str], title: str) -> None:
         """Nothing beyond the tables: the error kinds of `diagnose` are entity-span kinds."""
+        return None
 
     def write_csv(self, path: Path, results: dict, order: list[str]) -> None:
         with path.open("w", newline="", encoding="utf-8") as fh:
