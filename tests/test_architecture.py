@@ -129,3 +129,18 @@ def test_checks_would_catch_a_cli_import_and_a_twin(tmp_path):
     assert "medsynth.cli.main" in imports(bad, known, top_level_only=False, current="medsynth.train.x")
     assert "medsynth.cli.main" not in imports(bad, known, top_level_only=True, current="medsynth.train.x")
     assert [p.name for p in (fake / "train").glob("*_rel.py")] == ["predict_rel.py"]
+
+# The LLM layer talks to endpoints and knows nothing of what the answers are for: it must not import the
+# stages above it (a limit both sides need lives in medsynth/limits.py).
+ABOVE_LLM = ("generate", "data", "quality", "train", "evaluate", "chat")
+FORMAT_HELPERS = {"medsynth.data.jsonl"}  # reading/writing JSON Lines: a file format, no stage logic
+
+
+def test_the_llm_layer_imports_no_stage_above_it():
+    mods = modules()
+    offenders = sorted(
+        f"{name} -> {m}" for name, path in mods.items() if name.startswith("medsynth.llm")
+        for m in imports(path, set(mods), False)
+        if m.split(".")[1:2] and m.split(".")[1] in ABOVE_LLM and m not in FORMAT_HELPERS
+    )
+    assert offenders == [], f"medsynth.llm imports stages above it: {offenders}"

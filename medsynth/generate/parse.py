@@ -12,14 +12,12 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 
+from medsynth.limits import MAX_ANSWER_BYTES  # noqa: F401  (re-exported: the parser's cap)
 from medsynth.records import Mention
 
 _FENCE = re.compile(r"```(?:json|JSON)?\s*(.*?)```", re.DOTALL)
 _TRAILING_COMMA = re.compile(r",\s*([}\]])")
 _INLINE = re.compile(r"\[([^\[\]\n]{1,160}?)\]\(\s*([A-Za-z][A-Za-z0-9_:\-]{0,39})\s*\)")
-# Why a cap: answers are a few hundred tokens; a runaway or hostile server can send megabytes (or 100,000
-# nested brackets) and every parse of it costs CPU on each replay. Above this an answer is a counted rejection.
-MAX_ANSWER_BYTES = 256 * 1024
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,7 @@ import openai
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from medsynth.errors import EndpointError, mask_secrets, register_secret, register_url_credentials, strip_credentials
-from medsynth.generate.parse import MAX_ANSWER_BYTES
+from medsynth.limits import MAX_ANSWER_BYTES
 from medsynth.llm.aio import BackgroundLoop
 from medsynth.llm.cache import ResponseCache
 
@@ -114,6 +114,9 @@ class LLMResponse:
     error: str | None = None  # one-line reason when text is None
     mode: str = ""  # structured mode actually used ("" when no schema was asked for)
     status: int | None = None  # HTTP status of a request the server refused (not retried), else None
+    # Whose failure it is when text is None: "endpoint" (connection, timeout, 5xx, 429, broken bodies after the
+    # retries: another endpoint may well answer) or "request" (this request's own: a 4xx, an oversized answer).
+    failure: str | None = None
 
     @property
     def refused(self) -> bool:
@@ -351,12 +354,13 @@ class LLMClient:
             raise EndpointError(f"cannot reach the LLM endpoint ({retry.detail}) after {attempts} attempts; "
                                 "start the server or check the base URL (--base-url / OPENAI_BASE_URL)",
                                 where=self._public())
-        return self._failed(f"gave up after {attempts} attempts: {retry.reason}: {retry.detail}", mode)
+        return self._failed(f"gave up after {attempts} attempts: {retry.reason}: {retry.detail}", mode,
+                            failure="endpoint")
 
-    def _failed(self, reason: str, mode: str, status: int | None = None) -> LLMResponse:
+    def _failed(self, reason: str, mode: str, status: int | None = None, failure: str = "request") -> LLMResponse:
         self.stats.errors += 1
         return LLMResponse(text=None, prompt_tokens=0, completion_tokens=0, cached=False, error=_one_line(reason),
-                           mode=mode, status=status)
+                           mode=mode, status=status, failure=failure)
 
     def _classify_status(self, exc: openai.APIStatusError, mode: str) -> _Retry | LLMResponse:
         """Retry, fail this request, or raise EndpointError for an HTTP error status."""

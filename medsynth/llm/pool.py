@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import time
 from dataclasses import dataclass, field
 from urllib.parse import urlparse, urlunparse
@@ -43,9 +42,6 @@ POOL_MEMBER_RETRIES = 2  # in a pool, a failing endpoint hands its request on af
 COOL_DOWN = 5.0  # seconds an endpoint is set aside after its first failure; doubles per failure in a row
 COOL_DOWN_CAP = 120.0
 PROBE_TIMEOUT = 5.0
-# LLMClient._give_up words a request that failed after its retries "gave up after N attempts: REASON: ...";
-# any such failure is the endpoint's (connection, timeout, 5xx, 429, broken bodies), any other is the request's.
-_GAVE_UP = re.compile(r"^gave up after \d+ attempts: ")
 
 
 def public_url(url: str) -> str:
@@ -269,7 +265,7 @@ class EndpointPool:
         while True:
             member = self._pick(tried)
             if member is None:
-                return last or LLMResponse(None, 0, 0, False, error="no LLM endpoint left to try")
+                return last or LLMResponse(None, 0, 0, False, error="no LLM endpoint left to try", failure="endpoint")
             if tried:
                 self._failovers += 1
             tried.add(id(member))
@@ -283,7 +279,7 @@ class EndpointPool:
             if response.text is not None:
                 self._recovered(member)
                 return response
-            if response.error is None or not _GAVE_UP.match(response.error):
+            if response.failure != "endpoint":
                 return response  # this request's own failure (e.g. HTTP 400): another endpoint would fail it too
             self._set_aside(member, response.error)
             last = response
@@ -312,7 +308,8 @@ class EndpointPool:
             detail = "; ".join(f"{public_url(m.url)}: {m.disabled or 'unreachable'}" for m in self._members)
             raise EndpointError(f"none of the {len(self._members)} LLM endpoints answered ({detail}); start the "
                                 "servers or check --base-url / OPENAI_BASE_URL") from exc
-        return LLMResponse(None, 0, 0, False, error=f"gave up after 1 attempts: endpoint: {_one_line(exc)}")
+        return LLMResponse(None, 0, 0, False, error=f"gave up after 1 attempts: endpoint: {_one_line(exc)}",
+                           failure="endpoint")
 
     def _set_aside(self, member: _Member, why: str) -> None:
         """Set a failing endpoint aside; its other requests failing meanwhile do not lengthen the cool-down."""

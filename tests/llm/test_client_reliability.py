@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from medsynth.errors import EndpointError, MedsynthError, mask_secrets
-from medsynth.generate.parse import MAX_ANSWER_BYTES
+from medsynth.limits import MAX_ANSWER_BYTES
 from medsynth.llm import LLMClient, LLMConfig, ResponseCache
 from medsynth.llm.client import endpoint_identity, same_model
 from tests.helpers import fresh_endpoint_modes  # noqa: F401 (autouse fixture)
