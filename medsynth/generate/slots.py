@@ -46,6 +46,11 @@ class Outcome:
     error: str | None = None
 
 
+def request_cap(cfg: SlotConfig) -> int:
+    """How many slots a build may use before it gives up on reaching n kept (each engine stops at the same one)."""
+    return max(int(cfg.n * cfg.max_request_factor), cfg.n + 20)
+
+
 def record(store: RunStore, out: Outcome) -> str:
     """Commit one slot's outcome to the store; returns the final status ('kept' or 'rejected')."""
     return store.record(out.slot, status=out.status, reason=out.reason, repairs=out.repairs,
@@ -67,7 +72,7 @@ async def run_slots(cfg: SlotConfig, client: LLMClient, store: RunStore, run_slo
     commit = commit or (lambda out: record(store, out))
     done = store.done_slots()
     kept = store.count_examples()
-    cap = max(int(cfg.n * cfg.max_request_factor), cfg.n + 20)
+    cap = request_cap(cfg)
     in_flight: dict[asyncio.Task, int] = {}
     # Restarts so far, and the restart count each request was sent under: requests already in flight when the
     # endpoint died fail together, and must not use up a second restart for the outage the first one fixed.

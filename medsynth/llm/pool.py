@@ -186,6 +186,11 @@ class EndpointPool:
     def members(self) -> list[LLMClient]:
         return [m.client for m in self._members]
 
+    @property
+    def probes(self) -> list[Probe]:
+        """What `GET /models` said about each endpoint before the run (to make the same pool elsewhere)."""
+        return [m.probe for m in self._members if m.probe is not None]
+
     # -- the LLMClient interface -----------------------------------------------------------------------
     async def complete(self, messages: list[dict], *, schema: dict | None = None, seed: int | None = None,
                        temperature: float | None = None, max_tokens: int | None = None) -> LLMResponse:
