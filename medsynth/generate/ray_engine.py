@@ -33,7 +33,6 @@ import asyncio
 import json
 import logging
 import os
-import pickle
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -119,8 +118,13 @@ class BuildRecipe:
         return Builder(self.cfg, None, self.model_name)
 
 
-def _dump(value: object) -> bytes:
-    return pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+@dataclass(frozen=True)
+class _Box:
+    """A row value that is a Python object (an Ask, an Outcome, an LLMResponse, an error, or None). Ray Data keeps
+    any non-Arrow object in an object column and moves it with its own serializer; boxing every value, None
+    included, keeps each column one type (a bare None beside objects becomes a float NaN in a block)."""
+
+    value: Any = None
 
 
 # -- the stages ---------------------------------------------------------------------------------------------
@@ -132,8 +136,8 @@ class _Prompt:
 
     def __call__(self, row: dict) -> dict:
         builder = self.recipe.make()
-        return {"slot": row["slot"], "step": _dump(builder.first_ask(int(row["slot"]))), "answer": b"",
-                "usage": json.dumps(dict.fromkeys(USAGE_KEYS, 0)), "fatal": b""}
+        return {"slot": row["slot"], "step": _Box(builder.first_ask(int(row["slot"]))),
+                "answer": _Box(), "usage": json.dumps(dict.fromkeys(USAGE_KEYS, 0)), "fatal": _Box()}
 
 
 class _Settle:
@@ -143,10 +147,10 @@ class _Settle:
         self.recipe = recipe
 
     def __call__(self, row: dict) -> dict:
-        if not row["answer"]:  # settled earlier, or the LLM stage stopped on an endpoint error
+        if row["answer"].value is None:  # settled earlier, or the LLM stage stopped on an endpoint error
             return row
-        step = self.recipe.make().settle(pickle.loads(row["step"]), pickle.loads(row["answer"]))
-        return {**row, "step": _dump(step), "answer": b""}
+        step = self.recipe.make().settle(row["step"].value, row["answer"].value)
+        return {**row, "step": _Box(step), "answer": _Box()}
 
 
 class _AskLLM:
@@ -165,20 +169,20 @@ class _AskLLM:
     async def _ask(self, row: dict) -> dict:
         from medsynth.generate.build import Ask
 
-        step = pickle.loads(row["step"])
-        if row["fatal"] or not isinstance(step, Ask):
+        step = row["step"].value
+        if row["fatal"].value is not None or not isinstance(step, Ask):
             return row
         try:
             resp = await self.client.complete(**self.builder.request(step))
         except MedsynthError as exc:  # the endpoint cannot work at all: the driver stops with this line
-            return {**row, "fatal": _dump(exc)}
+            return {**row, "fatal": _Box(exc)}
         usage = json.loads(row["usage"])
         usage["cache_hits" if resp.cached else "llm_calls"] += 1
         usage["errors"] += resp.text is None
         if not resp.cached:
             usage["prompt_tokens"] += resp.prompt_tokens
             usage["completion_tokens"] += resp.completion_tokens
-        return {**row, "answer": _dump(resp), "usage": json.dumps(usage)}
+        return {**row, "answer": _Box(resp), "usage": json.dumps(usage)}
 
 
 def _pipeline(ray: Any, slots: list[int], builder: BuildRecipe, client: ClientRecipe) -> Any:
@@ -198,9 +202,9 @@ def _outcomes(ray: Any, slots: list[int], builder: BuildRecipe, client: ClientRe
               ) -> Iterator[tuple[Outcome, dict]]:
     """Each slot's Outcome and LLM usage, in the order they finish."""
     for row in _pipeline(ray, slots, builder, client).iter_rows():
-        if row["fatal"]:
-            raise pickle.loads(row["fatal"])
-        yield pickle.loads(row["step"]), json.loads(row["usage"])
+        if row["fatal"].value is not None:
+            raise row["fatal"].value
+        yield row["step"].value, json.loads(row["usage"])
 
 
 # -- the driver ---------------------------------------------------------------------------------------------

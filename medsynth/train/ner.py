@@ -74,14 +74,26 @@ def window_centrality(position: int, start: int, end: int) -> int:
     return min(position - start, end - 1 - position)
 
 
-def repair_bio(tags: list[str]) -> list[str]:
+# Tokens that join the parts of one name ("5 - HT1B", "ERK1 / 2", "Na + / K + - ATPase" once split into words).
+JOINERS = frozenset({"-", "/", "+"})
+
+
+def repair_bio(tags: list[str], words: Sequence[str] | None = None) -> list[str]:
     """Make tags valid IOB2: an I-X that follows O or another type becomes B-X (the model sometimes opens an
-    entity with I-, and seqeval's strict mode would otherwise drop the whole mention)."""
+    entity with I-, and seqeval's strict mode would otherwise drop the whole mention).
+
+    With `words`: a B-X right after a span of X across a joiner word ("5 -" then "HT1B") continues that span
+    instead of opening another. A small model trained on a few hundred sentences often restarts a mention at a
+    hyphen, cutting hyphenated names in two (on ChemProt genes, devel split: +2.3 strict F1 for 150 generated
+    examples); two mentions of one type joined by a hyphen are rarer than that error."""
     out: list[str] = []
     prev = "O"
-    for tag in tags:
+    for i, tag in enumerate(tags):
         if tag.startswith("I-") and (prev == "O" or prev[2:] != tag[2:]):
             tag = "B-" + tag[2:]
+        elif (words is not None and tag.startswith("B-") and prev != "O" and prev[2:] == tag[2:]
+              and (words[i - 1] in JOINERS or words[i] in JOINERS)):
+            tag = "I-" + tag[2:]
         out.append(tag)
         prev = tag
     return out
@@ -147,7 +159,7 @@ def tag_sentences(
                             best[si][word] = (score, id2label[pred[r][pos]])
         if was_training:
             model.train()
-    return [repair_bio([b[1] if b is not None else "O" for b in row]) for row in best]
+    return [repair_bio([b[1] if b is not None else "O" for b in row], words) for row, words in zip(best, sentences)]
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -139,6 +139,16 @@ def test_make_windows_cover_every_word_and_overlap() -> None:
     assert make_windows([20, 1], budget=8, stride=3) == [(0, 1), (1, 2)]  # oversized word gets its own window
 
 
+def test_repair_bio_continues_a_span_across_a_joiner_word() -> None:
+    words = ["the", "5", "-", "HT1B", "and", "IL", "-", "2", "receptors", "BRCA1", "BRCA2"]
+    tags = ["O", "B-Gene", "I-Gene", "B-Gene", "O", "B-Gene", "B-Gene", "I-Gene", "O", "B-Gene", "B-Gene"]
+    fixed = repair_bio(tags, words)
+    assert fixed[1:4] == ["B-Gene", "I-Gene", "I-Gene"] and fixed[5:8] == ["B-Gene", "I-Gene", "I-Gene"]
+    assert fixed[9:] == ["B-Gene", "B-Gene"]  # two names side by side, no joiner: two mentions
+    assert repair_bio(tags) == tags  # without the words, only IOB2 validity is repaired
+    assert repair_bio(["B-Chemical", "B-Gene"], ["x", "-"]) == ["B-Chemical", "B-Gene"]  # another type: untouched
+
+
 def test_repair_bio_turns_orphan_inside_into_begin() -> None:
     assert repair_bio(["I-Disease", "I-Disease", "O", "B-Chemical", "I-Disease"]) == [
         "B-Disease", "I-Disease", "O", "B-Chemical", "B-Disease"]
