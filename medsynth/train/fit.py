@@ -339,7 +339,8 @@ def save_model(model: Any, tokenizer: Any, out_dir: Path) -> None:
 def data_record(data_dir: Path) -> dict[str, Any]:
     """What a model was trained on, for its train_log.json and every predictions file made with it: the folder,
     a sha256 of its training records (the run's data.jsonl / pairs.jsonl, else its hf/ Arrow files) and the
-    task with its version (from the run's stats.json; None for combined sources, which list their own)."""
+    task with its version (the run's, as `quality.runs.run_task_name` reads it; None for combined sources, which
+    list their own)."""
     import hashlib
 
     data_dir = Path(data_dir)
@@ -348,14 +349,10 @@ def data_record(data_dir: Path) -> dict[str, Any]:
     digest = hashlib.sha256()
     for f in files:
         digest.update(f.relative_to(data_dir).as_posix().encode() + b"\0" + f.read_bytes())
-    task = None
-    stats = data_dir / "stats.json"
-    if stats.is_file():
-        try:
-            task = json.loads(stats.read_text(encoding="utf-8")).get("task")
-        except (ValueError, UnicodeDecodeError):
-            task = None
-    return {"path": str(data_dir), "sha256": digest.hexdigest()[:16] if files else None, "task": task}
+    from medsynth.quality.runs import run_task_name
+
+    return {"path": str(data_dir), "sha256": digest.hexdigest()[:16] if files else None,
+            "task": run_task_name(data_dir)}
 
 
 def training_record(model_dir: Path) -> dict[str, Any]:
