@@ -30,6 +30,7 @@ def test_each_route_is_a_sequence_of_valid_commands(tmp_path, inputs):
     assert [s[0] for s in everything] == ["build", "build", "train", "bench"]
     build, annotate, train, bench = everything
     assert build[build.index("--reference") + 1] == str(gold)
+    assert build[build.index("--vary-distractors") + 1] == "3"  # copies with other look-alikes, on every route
     assert annotate[annotate.index("--votes") + 1] == "3" and "--llm" in annotate
     assert train.count("--data") == 3 and "--use-weights" in train and "--llm" not in train
     assert bench[bench.index("--split") + 1] == "devel"  # the recipe is scored on devel, never on test

@@ -407,6 +407,11 @@ def _add_curate_options(p: argparse.ArgumentParser) -> None:
                    help="add a copy of each sentence that defines an abbreviation, with the abbreviation alone")
     g.add_argument("--apply-span-rules", action="store_true",
                    help="move span boundaries over the words the task's labels declare in span_include/span_exclude")
+    g.add_argument("--vary-distractors", type=int, default=0, metavar="K",
+                   help="add K copies of each sentence with planned look-alikes, each replaced by another term of "
+                        "its distractor group (0-20; default: %(default)s)")
+    g.add_argument("--vary-mentions", action="store_true",
+                   help="with --vary-distractors: also replace each mention by another lexicon term of its label")
 
 
 def _curate_config(args: argparse.Namespace, task, check_span_words: bool = True):
@@ -420,8 +425,13 @@ def _curate_config(args: argparse.Namespace, task, check_span_words: bool = True
     if args.apply_span_rules and check_span_words and not ruled:
         raise UsageError(f"task {task.registry_name} declares no span_include, span_include_after or span_exclude "
                          "words on any label", field="--apply-span-rules", value=True)
+    if not 0 <= args.vary_distractors <= 20:
+        raise UsageError("must be in 0-20", field="--vary-distractors", value=args.vary_distractors)
+    if args.vary_mentions and not args.vary_distractors:
+        raise UsageError("needs --vary-distractors K", field="--vary-mentions", value=True)
     return CurateConfig(dedup=args.dedup, dedup_threshold=args.dedup_threshold, drop_phi=args.drop_phi,
-                        reuse_abbreviations=args.reuse_abbreviations, span_rules=args.apply_span_rules)
+                        reuse_abbreviations=args.reuse_abbreviations, span_rules=args.apply_span_rules,
+                        vary_distractors=args.vary_distractors, vary_mentions=args.vary_mentions)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -7,7 +7,8 @@ which commands combine them. This command looks at what was given, checks it (a 
 any LLM call), prints the commands in order and, with `--run`, runs them one after another (each resumes, so an
 interrupted recipe is re-run as is).
 
-Routes:
+Routes (the generated data always gets `--vary-distractors 3`: copies with other look-alikes, which cut the
+small model's false alarms on a from-scratch task):
 - nothing but the task: generate, train.
 - unlabelled text: generate, label the text with votes, train on both (the vote agreement weighs each text).
 - gold sentences: generate with the gold as `--reference` (its lengths, mention counts and span conventions),
@@ -25,6 +26,7 @@ from typing import Any
 from medsynth.errors import UsageError
 
 VOTES = 3  # self-consistency votes for the user's own text: a majority needs 2 of 3
+VARY = 3  # copies of each generated sentence with other look-alikes (chosen on a devel split; see gene-from-scratch.md)
 
 
 def _gold_splits(gold: str) -> list[str]:
@@ -39,7 +41,7 @@ def plan(task_file: str, out: Path, n: int, gold: str | None = None, text: str |
     options) goes to every command that asks the LLM."""
     task, llm = ["--task-file", task_file], llm or []
     generated, annotated, model = out / "generated", out / "annotated", out / "model"
-    build = ["build", "ner", *task, "--n", str(n), "--out", str(generated), *llm]
+    build = ["build", "ner", *task, "--n", str(n), "--out", str(generated), "--vary-distractors", str(VARY), *llm]
     steps: list[list[str]] = []
     splits = _gold_splits(gold) if gold else []
     if gold:  # --reference and train --data both take a corpus's train split (a single file: all of it)

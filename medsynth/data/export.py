@@ -542,5 +542,8 @@ def quality_report(examples: list[Example], task: TaskSpec, out_dir: Path, quali
                        f"inside and trimmed {moved['span_trimmed']} that started with words they keep out "
                        f"({moved['examples_changed']} examples changed)." if moved else "")
                     + (" A copy with `abbreviation_alone` repeats a generated sentence with its defined abbreviation "
-                       "used alone." if curation.get("added") else "") + "\n")
+                       "used alone." if curation.get("added", {}).get("abbreviation_alone") else "")
+                    + (" A copy with `varied_terms` repeats a generated sentence with its planned look-alikes replaced "
+                       "by other terms of their distractor groups." if curation.get("added", {}).get("varied_terms")
+                       else "") + "\n")
     return {"summary": summary, "card": section}

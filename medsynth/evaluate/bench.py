@@ -32,6 +32,7 @@ from medsynth.evaluate import scores as evaluate
 from medsynth.evaluate.guard import write_verdict
 from medsynth.evaluate.kinds import BenchKind, ModelPlan, SmallSystem, TestSet, kind_for
 from medsynth.evaluate.kinds.ner import model_mapping, weighting_suffix  # noqa: F401  (chat.distill maps labels alike)
+from medsynth.paths import portable
 from medsynth.spec import TaskSpec
 from medsynth.train.fit import training_record
 from medsynth.train.ner import TrainConfig
@@ -206,7 +207,7 @@ def _small_model_system(name: str, system: SmallSystem, kind: BenchKind, test: T
     # `train` with its own seed and options, not bench's.
     training = [training_record(p.model_dir) for p in system.plans]
     seed = training[0].get("seed") if training and training[0] else cfg.train.seed
-    meta = {"system": name, "train_data": system.train_data, "encoder": cfg.train.model,
+    meta = {"system": name, "train_data": portable(system.train_data), "encoder": cfg.train.model,
             "train_seconds": round(train_s, 1), "predict_seconds": round(pred_s, 3),
             kind.rate_key: round(n / max(pred_s, 1e-9), 2), "llm_tokens": 0, "seed": seed,
             **kind.model_meta(cfg, [p.model_dir for p in system.plans], n), **predicted_meta,

@@ -35,8 +35,9 @@ def _explain(err: dict, base_err: dict | None) -> list[str]:
     spurious = fp["spurious"]
     if spurious:
         reasons.append((spurious, f"{spurious} of {err['predicted']} predictions ({100 * spurious / n_pred:.0f} %) "
-                        "overlap no gold mention: the data shows too few look-alikes unlabelled (keep the task's "
-                        "`vocabulary_distractors` and `recheck_empty` on; add `negative_examples`)"))
+                        "overlap no gold mention: the data shows too few look-alikes unlabelled (export with "
+                        "`--vary-distractors 3`; keep the task's `vocabulary_distractors` and `recheck_empty` on; "
+                        "add `negative_examples`)"))
     if fp["boundary"]:
         overlap = 100 * err["overlap"]["f1"]
         base = f" vs {100 * base_err['overlap']['f1']:.1f} for zero-shot" if base_err else ""

@@ -17,10 +17,13 @@ import re
 from typing import Sequence
 
 from medsynth.evaluate.diagnose import shape
+from medsynth.hashing import seeded_rng
 from medsynth.records import DERIVED_FROM, Entity, Example
+from medsynth.spec import TaskSpec
 
 _OPEN = re.compile(r"\s*\(\s*$")
 _CLOSE = re.compile(r"^\s*\)")
+_SENTENCE_START = re.compile(r"(^|[.!?:]\s+)$")
 
 
 def _definition(text: str, long: Entity, abbr: Entity) -> int | None:
@@ -69,3 +72,103 @@ def abbreviation_copies(examples: Sequence[Example]) -> tuple[list[Example], int
             if not inside:  # another mention inside the replaced stretch would be lost
                 copies.append(_lone_copy(ex, i, j, end))
     return copies, skipped
+
+
+# -- varied look-alikes: copies with other terms in the planned distractor (and mention) slots -------------------
+
+def _occurrence(text: str, term: str, taken: list[tuple[int, int]]) -> tuple[int, int] | None:
+    """The first whole-word, case-insensitive occurrence of `term` in `text` that overlaps no taken span."""
+    for m in re.finditer(r"(?<!\w)" + re.escape(term) + r"(?!\w)", text, flags=re.IGNORECASE):
+        if all(m.end() <= s or m.start() >= e for s, e in taken):
+            return m.start(), m.end()
+    return None
+
+
+def _distractor_terms(task: TaskSpec) -> dict[str, tuple[str, ...]]:
+    """Shown group name -> the terms a copy may put in its place: the task's own distractor groups and the
+    shipped vocabulary groups the task draws (which never hold the task's lexicon terms)."""
+    from medsynth.generate.plan import vocabulary_groups
+
+    out = {name: terms for name, terms in vocabulary_groups(task).values()}
+    for group in task.distractors:
+        out[group.name] = tuple(group.terms)
+    return out
+
+
+def _slots(ex: Example, groups: dict[str, tuple[str, ...]], lexicon: dict[str, list[str]] | None
+           ) -> list[tuple[int, int, tuple[str, ...], str | None]]:
+    """(start, end, candidate terms, label or None) for each stretch a copy may vary: every planned distractor
+    found unlabelled in the text, and, with `lexicon`, every mention whose label has other lexicon terms."""
+    taken = [(e.start, e.end) for e in ex.entities]
+    slots: list[tuple[int, int, tuple[str, ...], str | None]] = []
+    for d in ex.meta.get("plan", {}).get("distractors", []):
+        pool = groups.get(str(d.get("label")), ())
+        where = _occurrence(ex.text, str(d.get("text", "")), taken) if pool else None
+        if where:
+            taken.append(where)
+            slots.append((*where, pool, None))
+    if lexicon:
+        for e in ex.entities:
+            pool = tuple(lexicon.get(e.label, ()))
+            if len(pool) > 1:
+                slots.append((e.start, e.end, pool, e.label))
+    return sorted(slots)
+
+
+def _varied(ex: Example, slots: list[tuple[int, int, tuple[str, ...], str | None]], copy: int) -> Example | None:
+    """Copy number `copy` of `ex` with each slot's stretch replaced by a seeded pick from its candidates (never
+    a term already in the sentence); None when no slot has a candidate left."""
+    rng = seeded_rng("vary", ex.id, copy)
+    present = ex.text.lower()
+    picks: dict[int, str] = {}
+    for i, (start, end, pool, _) in enumerate(slots):
+        free = [t for t in pool if t.lower() not in present and t.lower() != ex.text[start:end].lower()]
+        if free:
+            picks[i] = free[rng.randrange(len(free))]
+    if not picks:
+        return None
+    kept = {(e.start, e.end): e for e in ex.entities}
+    text, shift, entities = "", 0, []
+    last = 0
+    for i, (start, end, _, label) in enumerate(slots):
+        new = picks.get(i, ex.text[start:end])
+        if new[:1].islower() and _SENTENCE_START.search(ex.text[:start]):
+            new = new[0].upper() + new[1:]
+        text += ex.text[last:start] + new
+        if label is not None:
+            entities.append(Entity(start=start + shift, end=start + shift + len(new), label=label, text=new))
+        shift += len(new) - (end - start)
+        last = end
+    text += ex.text[last:]
+    varied = {(s, e) for s, e, _, lab in slots if lab is not None}
+    for (s, e), ent in kept.items():  # mentions that were not varied move with the text before them
+        if (s, e) not in varied:
+            delta = sum(len(picks.get(i, ex.text[a:b])) - (b - a) for i, (a, b, _, _) in enumerate(slots) if b <= s)
+            entities.append(ent.model_copy(update={"start": s + delta, "end": e + delta}))
+    meta = {**ex.meta, DERIVED_FROM: ex.id, "augment": "varied_terms"}
+    return Example(id=f"{ex.id}-vary{copy}", text=text, entities=sorted(entities, key=lambda e: e.start), meta=meta)
+
+
+def varied_copies(examples: Sequence[Example], task: TaskSpec, copies: int, mentions: bool = False
+                  ) -> tuple[list[Example], int]:
+    """`copies` copies of each example with planned look-alikes, each look-alike replaced by another term of its
+    distractor group (and, with `mentions`, each mention by another lexicon term of its label); how many
+    examples were skipped because they carry relations.
+
+    Why: a from-scratch gene task lost to zero-shot prompting mostly on false alarms — drugs, cell types, numbers
+    the model had seen unlabelled only a few dozen times. Varying the planned look-alikes shows it many more of
+    them in the same (LLM-written) contexts, with exact labels, at no LLM cost.
+    """
+    groups = _distractor_terms(task)
+    lexicon = task.lexicon if mentions else None
+    out: list[Example] = []
+    skipped = 0
+    for ex in examples:
+        slots = _slots(ex, groups, lexicon)
+        if not slots:
+            continue
+        if ex.relations:
+            skipped += 1
+            continue
+        out += [c for k in range(1, copies + 1) if (c := _varied(ex, slots, k)) is not None]
+    return out, skipped

@@ -12,7 +12,9 @@ dataset holds and how much each example counts, without touching the store:
 - `span_rules` moves span boundaries over the boundary words the task's labels declare
   (`medsynth.quality.span_rules`);
 - `reuse_abbreviations` adds, after the drops, a copy of each sentence that defines an abbreviation with the
-  abbreviation used alone (`medsynth.quality.augment`).
+  abbreviation used alone (`medsynth.quality.augment`);
+- `vary_distractors` adds K copies of each sentence with planned look-alikes, each look-alike replaced by another
+  term of its distractor group (`vary_mentions`: each mention by another lexicon term of its label too).
 
 Every drop and every added copy is counted in the returned report, which the dataset card and quality.json show.
 """
@@ -34,6 +36,8 @@ class CurateConfig(BaseModel):
     drop_phi: bool = False
     reuse_abbreviations: bool = False
     span_rules: bool = False
+    vary_distractors: int = Field(default=0, ge=0, le=20)
+    vary_mentions: bool = False
 
 
 def attach_judge_scores(examples: Sequence[Example], run_dir: Path | None) -> tuple[list[Example], int]:
@@ -73,13 +77,23 @@ def curate(examples: Sequence[Example], run_dir: Path | None, cfg: CurateConfig 
         from medsynth.quality.span_rules import apply_span_rules
 
         kept, report["relabelled"] = apply_span_rules(kept, task)
+    added: list[Example] = []
     if cfg.reuse_abbreviations:
         from medsynth.quality.augment import abbreviation_copies
 
         copies, skipped = abbreviation_copies(kept)
-        kept = kept + copies
-        report["added"] = {"abbreviation_alone": len(copies)}
+        added += copies
+        report.setdefault("added", {})["abbreviation_alone"] = len(copies)
         if skipped:
             report["not_augmented_with_relations"] = skipped
+    if cfg.vary_distractors and task is not None:
+        from medsynth.quality.augment import varied_copies
+
+        copies, skipped = varied_copies(kept, task, cfg.vary_distractors, cfg.vary_mentions)
+        added += copies
+        report.setdefault("added", {})["varied_terms"] = len(copies)
+        if skipped:
+            report["not_augmented_with_relations"] = max(skipped, report.get("not_augmented_with_relations", 0))
+    kept = kept + added
     report["output"] = len(kept)
     return kept, report

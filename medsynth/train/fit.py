@@ -338,8 +338,8 @@ def save_model(model: Any, tokenizer: Any, out_dir: Path) -> None:
 
 def data_record(data_dir: Path) -> dict[str, Any]:
     """What a model was trained on, for its train_log.json and every predictions file made with it: the folder,
-    a sha256 of its training records (the run's data.jsonl / pairs.jsonl, else its hf/ Arrow files) and the
-    task with its version (the run's, as `quality.runs.run_task_name` reads it; None for combined sources, which
+    a sha256 of its training records (the run's data.jsonl / pairs.jsonl, else its hf/ Arrow files), what
+    curation dropped and added (stats.json) and the task with its version (the run's, as `quality.runs.run_task_name` reads it; None for combined sources, which
     list their own)."""
     import hashlib
 
@@ -349,10 +349,16 @@ def data_record(data_dir: Path) -> dict[str, Any]:
     digest = hashlib.sha256()
     for f in files:
         digest.update(f.relative_to(data_dir).as_posix().encode() + b"\0" + f.read_bytes())
+    from medsynth.paths import portable
     from medsynth.quality.runs import run_task_name
 
-    return {"path": str(data_dir), "sha256": digest.hexdigest()[:16] if files else None,
-            "task": run_task_name(data_dir)}
+    record = {"path": portable(data_dir), "sha256": digest.hexdigest()[:16] if files else None,
+              "task": run_task_name(data_dir)}
+    try:  # what curation dropped and added (e.g. `varied_terms` copies): the hash alone does not say
+        curation = json.loads((data_dir / "stats.json").read_text(encoding="utf-8")).get("curation")
+    except (OSError, ValueError, AttributeError):
+        curation = None
+    return {**record, **({"curation": curation} if curation else {})}
 
 
 def training_record(model_dir: Path) -> dict[str, Any]:

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from medsynth.errors import MedsynthError
+from medsynth.paths import portable
 
 _WEIGHT = re.compile(r"^(?P<path>.+):weight=(?P<w>[^:]*)$")
 
@@ -47,7 +48,7 @@ class Source:
     validation_examples: int = 0
 
     def record(self) -> dict[str, Any]:
-        return {**asdict(self), "path": str(self.path)}
+        return {**asdict(self), "path": portable(self.path)}
 
 
 def parse_source(text: str) -> Source:

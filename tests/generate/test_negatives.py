@@ -22,6 +22,7 @@ from medsynth.generate.reference import reference_stats
 from medsynth.quality.span_rules import apply_span_rules
 from medsynth.records import Entity, Example, Mention
 from medsynth.spec import TaskSpec, parse_task
+from medsynth.data.store import RunStore
 from tests.helpers import cache_env, data_rows  # noqa: F401 (cache_env: fixture)
 from tests.llm_double import LLMDouble
 
@@ -187,6 +188,26 @@ def test_build_reasks_leaky_negatives_once_then_rejects_and_counts_both(cache_en
     card = (out / "README.md").read_text()
     assert "- negatives: hard negatives from medsynth's distractor vocabulary" in card and "excluded as overlapping the labels: genes" in card
     assert "negative_reasked" in card and NEGATIVE_NOT_EMPTY in card
+
+
+
+def test_build_with_vary_distractors_exports_counted_copies_with_other_look_alikes(cache_env):
+    task_file, out = _task_file(cache_env), cache_env / "run"
+    with LLMDouble(_leaky) as double:
+        assert _build(double, out, task_file, 10, "--vary-distractors", "2") == 0
+    rows = data_rows(out)
+    originals = {r["id"]: r for r in rows if "augment" not in r["meta"]}
+    copies = [r for r in rows if r["meta"].get("augment") == "varied_terms"]
+    stats = json.loads((out / "stats.json").read_text())
+    assert len(originals) == 10 and copies and stats["curation"]["added"]["varied_terms"] == len(copies)
+    for c in copies:
+        source = originals[c["meta"]["derived_from"]]
+        assert c["text"] != source["text"]
+        assert [e["text"] for e in c["entities"]] == [e["text"] for e in source["entities"]]  # genes stay genes
+        assert all(c["text"][e["start"]:e["end"]] == e["text"] for e in c["entities"])
+    assert "`varied_terms`" in (out / "README.md").read_text()
+    with RunStore(out, lock=False) as store:
+        assert len(store.examples()) == 10  # the store keeps what was generated; copies live in the exports
 
 
 # -- span conventions from a reference -------------------------------------------------------------------------

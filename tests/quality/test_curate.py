@@ -168,3 +168,74 @@ def test_export_reuse_abbreviations_end_to_end(cache_env, capsys):
     assert len(dd["train"]) + len(dd["validation"]) == 6 + defining
     with RunStore(out, lock=False) as store:
         assert store.count_examples() == 6  # copies live in the export only
+
+
+# -- --vary-distractors: copies with other look-alikes in the planned distractor slots ----------------------------
+
+from medsynth.generate.plan import vocabulary_groups  # noqa: E402
+from medsynth.quality.augment import varied_copies  # noqa: E402
+from medsynth.spec import get_task  # noqa: E402
+
+
+def _planned(text: str, mentions: list[tuple[str, str]], distractors: list[tuple[str, str]], ex_id: str = "e1"):
+    ex = example_from(text, mentions, ex_id)
+    plan = {"slot": 0, "style": "s", "targets": [], "distractors": [{"text": t, "label": g} for t, g in distractors]}
+    return ex.model_copy(update={"meta": {"plan": plan}})
+
+
+def test_varied_copies_swap_the_look_alike_and_keep_the_labels_exact():
+    task = get_task("ner")  # labels Chemical and Disease: the species and gene groups are drawn, not chemicals
+    groups = {name: terms for name, terms in vocabulary_groups(task).values()}
+    species = next(n for n in groups if "species" in n)
+    ex = _planned("In mice given cisplatin, nephrotoxicity was severe.",
+                  [("cisplatin", "Chemical"), ("nephrotoxicity", "Disease")], [("mice", species)])
+    copies, skipped = varied_copies([ex], task, 3)
+    assert skipped == 0 and len(copies) == 3 and len({c.id for c in copies}) == 3
+    for c in copies:
+        assert c.check_spans() == [] and c.meta[DERIVED_FROM] == "e1" and c.meta["augment"] == "varied_terms"
+        assert [(e.text, e.label) for e in c.entities] == [("cisplatin", "Chemical"), ("nephrotoxicity", "Disease")]
+        swapped = c.text[len("In "):c.text.index(" given")]
+        assert swapped != "mice" and swapped in groups[species]
+    assert varied_copies([ex], task, 3)[0] == copies  # seeded by the example id: the same copies every time
+
+
+def test_varied_mentions_take_other_lexicon_terms_of_their_label():
+    task = get_task("ner")
+    ex = _planned("Aspirin relieved the migraine in rats.", [("Aspirin", "Chemical"), ("migraine", "Disease")],
+                  [("rats", "nope: not a shown group name")])
+    copies, _ = varied_copies([ex], task, 2, mentions=True)
+    assert len(copies) == 2
+    for c in copies:
+        assert c.check_spans() == [] and c.text.endswith(" in rats.")  # an unknown group is left as written
+        chem, dis = c.entities
+        assert chem.text.lower() in {t.lower() for t in task.lexicon["Chemical"]}  # capitalised: it starts the text
+        assert dis.text in task.lexicon["Disease"]
+        assert (chem.label, dis.label) == ("Chemical", "Disease")
+
+
+def test_no_copies_without_planned_look_alikes_found_unlabelled():
+    task = get_task("ner")
+    groups = {name: terms for name, terms in vocabulary_groups(task).values()}
+    species = next(n for n in groups if "species" in n)
+    cases = [_planned("Cisplatin caused nephrotoxicity.", [("Cisplatin", "Chemical"), ("nephrotoxicity", "Disease")], []),
+             _planned("Cisplatin caused nephrotoxicity.", [("Cisplatin", "Chemical")], [("zebrafish", species)]),
+             example_from("In mice given cisplatin.", [("cisplatin", "Chemical")])]  # no plan at all
+    assert varied_copies(cases, task, 3) == ([], 0)
+
+
+def test_a_look_alike_that_starts_the_sentence_stays_capitalised():
+    task = get_task("ner")
+    groups = {name: terms for name, terms in vocabulary_groups(task).values()}
+    species = next(n for n in groups if "species" in n)
+    ex = _planned("Mice given cisplatin lost weight. Rats did not.", [("cisplatin", "Chemical")],
+                  [("Mice", species), ("Rats", species)])
+    copies, _ = varied_copies([ex], task, 5)
+    for c in copies:
+        assert c.text[0].isupper() and c.text.split(". ")[1][0].isupper(), c.text
+
+
+def test_vary_mentions_without_vary_distractors_is_refused_in_one_line(cache_env, capsys):
+    with LLMDouble(fake_generator.answer) as double:
+        assert build_with_double("ner", double, cache_env / "run", 2, "--vary-mentions") == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "--vary-mentions" in err and "Traceback" not in err

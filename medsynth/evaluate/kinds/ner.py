@@ -19,6 +19,7 @@ from medsynth.errors import MedsynthError
 from medsynth.evaluate import scores
 from medsynth.evaluate.kinds import ModelPlan, Predicted, SmallSystem, TestSet, Unit
 from medsynth.evaluate.kinds.source import dataset_slug, open_corpus, validation_split
+from medsynth.paths import portable
 from medsynth.records import Example
 from medsynth.train.ner import TrainConfig
 
@@ -171,7 +172,7 @@ class NERKind:
                          {"model_labels": model_labels, "device": predictor.device})
 
     def model_meta(self, cfg: BenchConfig, model_dirs: list[Path], n: int) -> dict:
-        return {"model_dir": str(model_dirs[0]), "min_score": cfg.train.min_score, "use_weights": cfg.train.use_weights}
+        return {"model_dir": portable(model_dirs[0]), "min_score": cfg.train.min_score, "use_weights": cfg.train.use_weights}
 
     # -- report ----------------------------------------------------------------------------------------------
 

@@ -22,6 +22,7 @@ from medsynth.errors import MedsynthError
 from medsynth.evaluate import scores
 from medsynth.evaluate.kinds import ModelPlan, Predicted, SmallSystem, TestSet, Unit
 from medsynth.evaluate.kinds.source import dataset_slug, is_preset, open_corpus, validation_split
+from medsynth.paths import portable
 from medsynth.records import NO_RELATION
 from medsynth.spec import TaskSpec
 from medsynth.train.rel import REConfig
@@ -215,7 +216,7 @@ class REKind:
 
     def model_meta(self, cfg: BenchConfig, model_dirs: list[Path], n: int) -> dict:
         marker = cfg.train.marker  # type: ignore[union-attr]  # BenchConfig gives bench re an REConfig
-        return {"model_dir": [str(d) for d in model_dirs], "marker": marker, "pairs": n}
+        return {"model_dir": [portable(d) for d in model_dirs], "marker": marker, "pairs": n}
 
     # -- report ----------------------------------------------------------------------------------------------
 
