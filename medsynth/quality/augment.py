@@ -97,8 +97,9 @@ def _distractor_terms(task: TaskSpec) -> dict[str, tuple[str, ...]]:
 
 def _slots(ex: Example, groups: dict[str, tuple[str, ...]], lexicon: dict[str, list[str]] | None
            ) -> list[tuple[int, int, tuple[str, ...], str | None]]:
-    """(start, end, candidate terms, label or None) for each stretch a copy may vary: every planned distractor
-    found unlabelled in the text, and, with `lexicon`, every mention whose label has other lexicon terms."""
+    """(start, end, candidate terms, label or None), in text order, for every planned distractor found unlabelled
+    in the text and for every mention; a mention's candidates are its label's lexicon terms with `lexicon`, else
+    none (it is carried over as it stands)."""
     taken = [(e.start, e.end) for e in ex.entities]
     slots: list[tuple[int, int, tuple[str, ...], str | None]] = []
     for d in ex.meta.get("plan", {}).get("distractors", []):
@@ -107,17 +108,13 @@ def _slots(ex: Example, groups: dict[str, tuple[str, ...]], lexicon: dict[str, l
         if where:
             taken.append(where)
             slots.append((*where, pool, None))
-    if lexicon:
-        for e in ex.entities:
-            pool = tuple(lexicon.get(e.label, ()))
-            if len(pool) > 1:
-                slots.append((e.start, e.end, pool, e.label))
+    slots += [(e.start, e.end, tuple(lexicon.get(e.label, ())) if lexicon else (), e.label) for e in ex.entities]
     return sorted(slots)
 
 
 def _varied(ex: Example, slots: list[tuple[int, int, tuple[str, ...], str | None]], copy: int) -> Example | None:
     """Copy number `copy` of `ex` with each slot's stretch replaced by a seeded pick from its candidates (never
-    a term already in the sentence); None when no slot has a candidate left."""
+    a term already in the sentence) and every mention moved with the text; None when nothing could be replaced."""
     rng = seeded_rng("vary", ex.id, copy)
     present = ex.text.lower()
     picks: dict[int, str] = {}
@@ -127,26 +124,19 @@ def _varied(ex: Example, slots: list[tuple[int, int, tuple[str, ...], str | None
             picks[i] = free[rng.randrange(len(free))]
     if not picks:
         return None
-    kept = {(e.start, e.end): e for e in ex.entities}
-    text, shift, entities = "", 0, []
-    last = 0
+    text, last, entities = "", 0, []
     for i, (start, end, _, label) in enumerate(slots):
         new = picks.get(i, ex.text[start:end])
-        if new[:1].islower() and _SENTENCE_START.search(ex.text[:start]):
+        if i in picks and new[:1].islower() and _SENTENCE_START.search(ex.text[:start]):
             new = new[0].upper() + new[1:]
-        text += ex.text[last:start] + new
+        text += ex.text[last:start]
         if label is not None:
-            entities.append(Entity(start=start + shift, end=start + shift + len(new), label=label, text=new))
-        shift += len(new) - (end - start)
+            entities.append(Entity(start=len(text), end=len(text) + len(new), label=label, text=new))
+        text += new
         last = end
     text += ex.text[last:]
-    varied = {(s, e) for s, e, _, lab in slots if lab is not None}
-    for (s, e), ent in kept.items():  # mentions that were not varied move with the text before them
-        if (s, e) not in varied:
-            delta = sum(len(picks.get(i, ex.text[a:b])) - (b - a) for i, (a, b, _, _) in enumerate(slots) if b <= s)
-            entities.append(ent.model_copy(update={"start": s + delta, "end": e + delta}))
     meta = {**ex.meta, DERIVED_FROM: ex.id, "augment": "varied_terms"}
-    return Example(id=f"{ex.id}-vary{copy}", text=text, entities=sorted(entities, key=lambda e: e.start), meta=meta)
+    return Example(id=f"{ex.id}-vary{copy}", text=text, entities=entities, meta=meta)
 
 
 def varied_copies(examples: Sequence[Example], task: TaskSpec, copies: int, mentions: bool = False
@@ -165,7 +155,7 @@ def varied_copies(examples: Sequence[Example], task: TaskSpec, copies: int, ment
     skipped = 0
     for ex in examples:
         slots = _slots(ex, groups, lexicon)
-        if not slots:
+        if not any(pool for _, _, pool, _ in slots):
             continue
         if ex.relations:
             skipped += 1

@@ -239,3 +239,13 @@ def test_vary_mentions_without_vary_distractors_is_refused_in_one_line(cache_env
         assert build_with_double("ner", double, cache_env / "run", 2, "--vary-mentions") == 2
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "--vary-mentions" in err and "Traceback" not in err
+
+
+def test_a_mention_that_starts_the_sentence_is_carried_over_as_written():
+    task = get_task("ner")
+    groups = {name: terms for name, terms in vocabulary_groups(task).values()}
+    species = next(n for n in groups if "species" in n)
+    ex = _planned("nitric oxide levels rose in mice.", [("nitric oxide", "Chemical")], [("mice", species)])
+    copies, _ = varied_copies([ex], task, 3)
+    assert copies and all(c.text.startswith("nitric oxide levels rose in ") for c in copies)
+    assert all(c.entities[0].text == "nitric oxide" and c.check_spans() == [] for c in copies)
