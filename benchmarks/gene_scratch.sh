@@ -50,7 +50,7 @@ $M bench ner --dataset chemprot-gene --split devel --limit 250 --task-file $T "$
 # 5. (session 14) varied look-alikes, no LLM: the 150 generated examples plus 3 copies of each sentence with planned
 #    look-alikes, each replaced by another term of its distractor group (`export --vary-distractors 3`), seeds
 #    13-15; the same with mentions varied too (`--vary-mentions`, seed 13); and the varied set mixed with the 200
-#    voted LLM-labelled sentences (weights, seed 13).
+#    voted LLM-labelled sentences (weights, seeds 13 and 14).
 $M export --run benchmarks/data/gene-scratch-qwen --n 150 --task-file $T --vary-distractors 3 --out runs/gene-gen150-vary3
 $M export --run benchmarks/data/gene-scratch-qwen --n 150 --task-file $T --vary-distractors 3 --vary-mentions \
   --out runs/gene-gen150-varym3
@@ -60,7 +60,10 @@ for s in 13 14 15; do
   MODELS+=(--model gen150-vary3-s$s=models/gene-gen150-vary3-s$s)
 done
 $M train --data runs/gene-gen150-varym3 --out models/gene-gen150-varym3-s13 --seed 13
-$M train --data runs/gene-gen150-vary3 --data benchmarks/data/gene-annot-other200-votes3-qwen --use-weights \
-  --out models/gene-mix-vary3-s13 --seed 13
-MODELS+=(--model gen150-varym3-s13=models/gene-gen150-varym3-s13 --model mix-vary3-s13=models/gene-mix-vary3-s13)
+for s in 13 14; do  # seed 15 was not run (session time)
+  $M train --data runs/gene-gen150-vary3 --data benchmarks/data/gene-annot-other200-votes3-qwen --use-weights \
+    --out models/gene-mix-vary3-s$s --seed $s
+  MODELS+=(--model mix-vary3-s$s=models/gene-mix-vary3-s$s)
+done
+MODELS+=(--model gen150-varym3-s13=models/gene-gen150-varym3-s13)
 $M bench ner --dataset chemprot-gene --split devel --limit 250 --task-file $T "${MODELS[@]}" --out $OUT
