@@ -54,14 +54,20 @@ def load_run_examples(run_dir: str | Path, limit: int | None = None) -> list[Exa
     raise MedsynthError("not a medsynth run (no data.jsonl or store.sqlite)", where=str(run))
 
 
-def run_task_name(run_dir: str | Path) -> str | None:
-    """The versioned task name a run was built with (stats.json, else the store's identity), e.g. `ner.v1`."""
-    run = Path(run_dir)
-    name = None
+def run_stats(run_dir: str | Path) -> dict:
+    """A run's stats.json as a dict; {} when it is missing or unreadable (a folder of exports only, say)."""
     try:
-        name = json.loads((run / "stats.json").read_text(encoding="utf-8")).get("task")
-    except (OSError, ValueError, AttributeError):
-        name = None
+        stats = json.loads((Path(run_dir) / "stats.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return stats if isinstance(stats, dict) else {}
+
+
+def run_task_name(run_dir: str | Path, stats: dict | None = None) -> str | None:
+    """The versioned task name a run was built with (stats.json, else the store's identity), e.g. `ner.v1`.
+    `stats`: the run's stats.json when the caller has already read it."""
+    run = Path(run_dir)
+    name = (run_stats(run) if stats is None else stats).get("task")
     if not name and (run / "store.sqlite").is_file():
         from medsynth.data.store import RunStore
 

@@ -339,8 +339,9 @@ def save_model(model: Any, tokenizer: Any, out_dir: Path) -> None:
 def data_record(data_dir: Path) -> dict[str, Any]:
     """What a model was trained on, for its train_log.json and every predictions file made with it: the folder,
     a sha256 of its training records (the run's data.jsonl / pairs.jsonl, else its hf/ Arrow files), what
-    curation dropped and added (stats.json) and the task with its version (the run's, as `quality.runs.run_task_name` reads it; None for combined sources, which
-    list their own)."""
+    curation dropped and added (stats.json: the hash alone does not say, e.g., that `varied_terms` copies are in)
+    and the task with its version (the run's, as `quality.runs.run_task_name` reads it; None for combined
+    sources, which list their own)."""
     import hashlib
 
     data_dir = Path(data_dir)
@@ -350,14 +351,12 @@ def data_record(data_dir: Path) -> dict[str, Any]:
     for f in files:
         digest.update(f.relative_to(data_dir).as_posix().encode() + b"\0" + f.read_bytes())
     from medsynth.paths import portable
-    from medsynth.quality.runs import run_task_name
+    from medsynth.quality.runs import run_stats, run_task_name
 
+    stats = run_stats(data_dir)
     record = {"path": portable(data_dir), "sha256": digest.hexdigest()[:16] if files else None,
-              "task": run_task_name(data_dir)}
-    try:  # what curation dropped and added (e.g. `varied_terms` copies): the hash alone does not say
-        curation = json.loads((data_dir / "stats.json").read_text(encoding="utf-8")).get("curation")
-    except (OSError, ValueError, AttributeError):
-        curation = None
+              "task": run_task_name(data_dir, stats)}
+    curation = stats.get("curation")
     return {**record, **({"curation": curation} if curation else {})}
 
 
