@@ -252,8 +252,10 @@ def test_restarted_server_on_another_port_is_followed(cache_env, standin_server)
     _assert_sound(out, n, set(task.label_names))
 
 
-def _patched_cli(monkeypatch, max_restarts: int, max_endpoint_failures: int = 2) -> None:
-    """`python -m medsynth build` in-process, with fewer restarts and a quicker failover than the defaults."""
+def _patched_cli(monkeypatch, max_restarts: int, max_endpoint_failures: int = 2,
+                 max_request_factor: float | None = None) -> None:
+    """`python -m medsynth build` in-process, with fewer restarts and a quicker failover than the defaults (and,
+    for the tiny real model, a larger request budget: see test_real_tiny_server_killed_mid_run)."""
     real_session, real_run_build = cli._session, build_mod.run_build
 
     @contextmanager
@@ -266,6 +268,8 @@ def _patched_cli(monkeypatch, max_restarts: int, max_endpoint_failures: int = 2)
 
     def run_build_quick(cfg, *args, **kwargs):
         cfg.max_endpoint_failures = max_endpoint_failures
+        if max_request_factor is not None:
+            cfg.max_request_factor = max_request_factor
         return real_run_build(cfg, *args, **kwargs)
 
     monkeypatch.setattr(cli, "_session", session)
@@ -325,10 +329,14 @@ def test_real_tiny_server_killed_mid_run(cache_env, monkeypatch, capsys):
     # The child to kill is whichever engine serves the embedded model (llama-server once `make setup` built it).
     mark = "llama-server" if embedded.choose_engine() == embedded.LLAMA_SERVER else "llama_cpp.server"
     out = cache_env / "tiny"
+    # SmolLM2-135M often rambles past --max-tokens (invalid JSON): one run kept 2 of the 23 requests the default
+    # budget allows for n = 3 and failed here. This test is about restarts, not yield, so it gets 20 requests an
+    # example.
+    factor = 20.0
     base = ["build", "ner", "--task-file", str(task_file), "--llm", "tiny", "--threads", "1", "--max-tokens", "80",
             "--temperature", "0.3", "--out", str(out), "--no-progress"]
     with monkeypatch.context() as mp:
-        _patched_cli(mp, max_restarts=1, max_endpoint_failures=1)
+        _patched_cli(mp, max_restarts=1, max_endpoint_failures=1, max_request_factor=factor)
         killer = Killer(out, [1], mark)
         killer.start()
         code = main([*base, "--n", "3"])
@@ -340,7 +348,7 @@ def test_real_tiny_server_killed_mid_run(cache_env, monkeypatch, capsys):
         started = ("llama_server: initializing", "Uvicorn running", "Application startup complete")
         assert max(log.count(line) for line in started) >= 2  # the killed server was started again
 
-        _patched_cli(mp, max_restarts=0, max_endpoint_failures=1)
+        _patched_cli(mp, max_restarts=0, max_endpoint_failures=1, max_request_factor=factor)
         killer = Killer(out, [4], mark)
         killer.start()
         code = main([*base, "--n", "6"])

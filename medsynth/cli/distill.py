@@ -21,7 +21,7 @@ def cmd_distill(args: argparse.Namespace) -> int:
                             field="--task", value=task.name)
     model = Path(args.ner_model)
     if not (model / "config.json").is_file():
-        raise MedsynthError("not a trained model directory (no config.json); run `python -m medsynth train` first",
+        raise MedsynthError("not a trained model directory (no config.json); run `medsynth train` first",
                             where=str(model))
     train_data = Path(args.train_data) if args.train_data else original_data(model)
     if not (train_data / "hf").is_dir():

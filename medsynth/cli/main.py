@@ -437,7 +437,7 @@ def _curate_config(args: argparse.Namespace, task, check_span_words: bool = True
 def build_parser() -> argparse.ArgumentParser:
     from medsynth import __version__
 
-    parser = _Parser(prog="python -m medsynth", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="medsynth", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"medsynth {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 

@@ -204,7 +204,7 @@ def load_splits(data_dir: Path, config: TrainConfig) -> dict[str, Any]:
     hf_dir = Path(data_dir) / "hf"
     if not hf_dir.is_dir():
         raise MedsynthError(
-            f"no exported dataset at {hf_dir}; run `python -m medsynth build` first", where=str(data_dir)
+            f"no exported dataset at {hf_dir}; run `medsynth build` first", where=str(data_dir)
         )
     try:
         dd = load_from_disk(str(hf_dir))

@@ -175,7 +175,7 @@ def load_pair_splits(data_dir: Path, config: REConfig) -> dict[str, Any]:
     (seeded) is held out, as `train.load_splits` does for NER."""
     path = Path(data_dir) / "pairs.jsonl"
     if not path.is_file():
-        raise MedsynthError("no pairs.jsonl; run `python -m medsynth build re` first", where=str(data_dir))
+        raise MedsynthError("no pairs.jsonl; run `medsynth build re` first", where=str(data_dir))
     notes: list[str] = []
     every = read_pairs(path)
     pairs = [p for p in every if not spans_overlap((p.head.start, p.head.end), (p.tail.start, p.tail.end))]  # nested spans cannot both be marked

@@ -118,7 +118,7 @@ def _corpus_rows(src: Source, kind: str, label_map: dict[str, str] | None,
     except MedsynthError as err:
         if src.path.is_dir() and "holds no corpus" in str(err):
             what = "hf/" if kind == "ner" else "pairs.jsonl"
-            raise MedsynthError(f"neither a medsynth run (no {what}; run `python -m medsynth build` first) nor a "
+            raise MedsynthError(f"neither a medsynth run (no {what}; run `medsynth build` first) nor a "
                                 "corpus (no train/devel/test files, BRAT .txt + .ann, saved datasets or data.jsonl)",
                                 where=str(src.path)) from None
         raise

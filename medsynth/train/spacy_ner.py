@@ -21,7 +21,7 @@ def train_spacy(data_dir: Path, out_dir: Path, *, max_steps: int | None = None, 
 
     train_path, dev_path = data_dir / "spacy" / "train.spacy", data_dir / "spacy" / "validation.spacy"
     if not train_path.exists():
-        raise MedsynthError("no spacy/train.spacy; run `python -m medsynth build` first", where=str(data_dir))
+        raise MedsynthError("no spacy/train.spacy; run `medsynth build` first", where=str(data_dir))
     out_dir.mkdir(parents=True, exist_ok=True)
     config = init_config(lang="en", pipeline=["ner"], optimize="efficiency")
     config_path = out_dir / "config.cfg"

@@ -173,7 +173,7 @@ def test_align_labels_only_first_subword() -> None:
 
 
 def test_missing_hf_dir_says_build_first(tmp_path: Path) -> None:
-    with pytest.raises(MedsynthError, match="python -m medsynth build"):
+    with pytest.raises(MedsynthError, match="medsynth build"):
         train_ner(tmp_path, tmp_path / "out", TrainConfig(max_steps=1), progress=False)
 
 

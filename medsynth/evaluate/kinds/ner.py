@@ -120,7 +120,7 @@ class NERKind:
                                 field="--train-data")
         for data in cfg.train_data:
             if not (Path(data) / "hf").exists():
-                raise MedsynthError("not a medsynth dataset (no hf/ folder); run `python -m medsynth build` first",
+                raise MedsynthError("not a medsynth dataset (no hf/ folder); run `medsynth build` first",
                                     where=str(data))
 
     def name_suffix(self, cfg: BenchConfig) -> str:

@@ -144,7 +144,7 @@ class REKind:
                                 field="--train-data")
         for data in cfg.train_data:
             if not (Path(data) / "pairs.jsonl").is_file():
-                raise MedsynthError("not a medsynth RE run (no pairs.jsonl); run `python -m medsynth build re` first",
+                raise MedsynthError("not a medsynth RE run (no pairs.jsonl); run `medsynth build re` first",
                                     where=str(data))
 
     def name_suffix(self, cfg: BenchConfig) -> str:
