@@ -50,7 +50,7 @@ $M bench ner --dataset chemprot-gene --split devel --limit 250 --task-file $T "$
 # 5. (session 14) varied look-alikes, no LLM: the 150 generated examples plus 3 copies of each sentence with planned
 #    look-alikes, each replaced by another term of its distractor group (`export --vary-distractors 3`), seeds
 #    13-15; the same with mentions varied too (`--vary-mentions`, seed 13); and the varied set mixed with the 200
-#    voted LLM-labelled sentences (weights, seeds 13 and 14).
+#    voted LLM-labelled sentences (weights, seeds 13-15; seed 15 in session 15).
 $M export --run benchmarks/data/gene-scratch-qwen --n 150 --task-file $T --vary-distractors 3 --out runs/gene-gen150-vary3
 $M export --run benchmarks/data/gene-scratch-qwen --n 150 --task-file $T --vary-distractors 3 --vary-mentions \
   --out runs/gene-gen150-varym3
@@ -60,10 +60,18 @@ for s in 13 14 15; do
   MODELS+=(--model gen150-vary3-s$s=models/gene-gen150-vary3-s$s)
 done
 $M train --data runs/gene-gen150-varym3 --out models/gene-gen150-varym3-s13 --seed 13
-for s in 13 14; do  # seed 15 was not run (session time)
+for s in 13 14 15; do
   $M train --data runs/gene-gen150-vary3 --data benchmarks/data/gene-annot-other200-votes3-qwen --use-weights \
     --out models/gene-mix-vary3-s$s --seed $s
   MODELS+=(--model mix-vary3-s$s=models/gene-mix-vary3-s$s)
 done
 MODELS+=(--model gen150-varym3-s13=models/gene-gen150-varym3-s13)
 $M bench ner --dataset chemprot-gene --split devel --limit 250 --task-file $T "${MODELS[@]}" --out $OUT
+
+# 6. (session 15) K = 6 against K = 3, both retrained with the committed code (seed 13); K stays 3.
+$M export --run benchmarks/data/gene-scratch-qwen --n 150 --task-file $T --vary-distractors 6 --out runs/gene-gen150-vary6
+for K in 6 3; do
+  $M train --data runs/gene-gen150-vary$K --out models/gene-gen150-vary$K-s13c --seed 13
+done
+$M bench ner --dataset chemprot-gene --split devel --limit 250 --task-file $T \
+  --model gen150-vary6-s13c=models/gene-gen150-vary6-s13c --model gen150-vary3-s13c=models/gene-gen150-vary3-s13c --out $OUT

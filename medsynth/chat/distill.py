@@ -311,6 +311,7 @@ def combined_data(original: Path, added: list[Example], target: Path) -> Path:
 
     Validation stays the original one so every round selects its epoch on the same yardstick."""
     from datasets import ClassLabel, Dataset, DatasetDict, Features, Sequence, Value, load_from_disk
+    from medsynth.data.export import save_quietly
 
     dd = load_from_disk(str(original / "hf"))
     names = tag_names(original)
@@ -340,7 +341,7 @@ def combined_data(original: Path, added: list[Example], target: Path) -> Path:
 
     shutil.rmtree(target / "hf", ignore_errors=True)
     target.mkdir(parents=True, exist_ok=True)
-    DatasetDict(splits).save_to_disk(str(target / "hf"))
+    save_quietly(DatasetDict(splits), target / "hf")
     return target
 
 

@@ -238,10 +238,24 @@ def _reference_config(cfg, args: argparse.Namespace):
     from medsynth.generate.conventions import with_conventions
 
     ref = reference_stats(args.reference, cfg.task)
-    task = with_conventions(cfg.task, ref.conventions)  # labels gain the reference's span conventions
+    stored = _resumed_conventions(Path(args.out))
+    conventions = ref.conventions if stored is None else stored
+    task = with_conventions(cfg.task, conventions)  # labels gain the reference's span conventions
     return cfg.model_copy(update={"plan_stats": ref.stats, "reference_card": ref.card_summary(), "task": task,
-                                  "span_conventions": ref.conventions or None,
+                                  "span_conventions": conventions or None,
                                   "curate": _curate_config(args, task)})
+
+
+def _resumed_conventions(out: Path) -> dict | None:
+    """The span conventions a run being resumed was started with (None for a new run): a resumed run keeps its
+    prompts even when a later medsynth derives conventions differently from the same reference. Any other change
+    (another reference, other options) still fails the run-identity check as before."""
+    from medsynth.data.store import RunStore
+
+    if not (out / "store.sqlite").is_file():
+        return None
+    with RunStore(out, lock=False) as store:
+        return store.identity().get("span_conventions") if store.count_examples() else None
 
 
 def _train_config(args: argparse.Namespace, **defaults: Any):

@@ -19,6 +19,7 @@ import shutil
 import statistics
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 from medsynth.data.jsonl import write_jsonl
 from medsynth.hashing import stable_fraction
@@ -76,6 +77,15 @@ def _rows(examples: list[Example], tags: list[str], relations: bool = False) -> 
         score = ex.meta.get("judge_score")
         cols["score"].append(None if score is None else float(score))
     return cols
+
+
+def save_quietly(dd: Any, path: Path) -> None:
+    """`DatasetDict.save_to_disk` without datasets' per-shard bars: a command shows one progress bar of its own
+    (none with --no-progress), not "Saving the dataset (1/1 shards)" lines between them."""
+    from datasets.utils.logging import disable_progress_bar
+
+    disable_progress_bar()
+    dd.save_to_disk(str(path))
 
 
 def write_hf(parts: dict[str, list[Example]], labels: list[str], out: Path, relations: bool = False) -> None:

@@ -135,6 +135,7 @@ def _corpus_rows(src: Source, kind: str, label_map: dict[str, str] | None,
 def combine_ner(sources: list[Source], work: Path, config: Any, label_map: dict[str, str] | None = None) -> Path:
     """Write the combined NER set as `work/hf` (string tags, a `weight` column) and return `work`."""
     from datasets import Dataset, DatasetDict, Features, Sequence, Value
+    from medsynth.data.export import save_quietly
 
     train: list[dict] = []
     run_val: list[dict] = []
@@ -163,7 +164,7 @@ def combine_ner(sources: list[Source], work: Path, config: Any, label_map: dict[
     if val:
         parts["validation"] = ds(val)
     _fresh(work)
-    DatasetDict(parts).save_to_disk(str(work / "hf"))
+    save_quietly(DatasetDict(parts), work / "hf")
     return work
 
 

@@ -259,6 +259,36 @@ def test_conventions_from_a_tiny_gold_corpus(tmp_path):
     assert counts["span_extended_right"] == 2 and counts["span_extended"] == 1
 
 
+
+def test_name_pieces_written_with_a_space_are_not_boundary_words(tmp_path):
+    """"IL 6", "NF kappa B", "c Jun", "type II" start or end many gold spans, but they are pieces of names, not
+    convention words: the guideline must not ask for "il", "nf", "c" or "ii" (it did, on ChemProt genes)."""
+    gold = [
+        ("Levels of IL 6 rose .", "O O B-Gene I-Gene O O"),
+        ("The IL 8 signal fell .", "O B-Gene I-Gene O O O"),
+        ("Serum IL 10 was low .", "O B-Gene I-Gene O O O"),
+        ("NF kappa B was active .", "B-Gene I-Gene I-Gene O O O"),
+        ("Active NF kappa B bound DNA .", "O B-Gene I-Gene I-Gene O O O"),
+        ("We saw NF kappa B here .", "O O B-Gene I-Gene I-Gene O O"),
+        ("The c Jun protein and c Fos rose .", "O B-Gene I-Gene O O B-Gene I-Gene O O"),
+        ("Then c Myc fell .", "O B-Gene I-Gene O O"),
+        ("The collagen type II gene and the kinase type II were cut .",
+         "O B-Gene I-Gene I-Gene I-Gene O O B-Gene I-Gene I-Gene O O O"),
+        ("A protein type II signal .", "O B-Gene I-Gene I-Gene O O"),
+        ("The leptin receptor , the insulin receptor and the opioid receptor bind .",
+         "O B-Gene I-Gene O O B-Gene I-Gene O O B-Gene I-Gene O O"),
+    ]
+    lines = []
+    for words, tags in gold:
+        lines += [f"{w}\t{t}" for w, t in zip(words.split(), tags.split())] + [""]
+    path = tmp_path / "gold.conll"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    conv = reference_stats(str(path), _task()).conventions["Gene"]
+    assert [w["word"] for w in conv["before"]] == []  # "il", "nf" (upper case), "c" (one letter)
+    assert [w["word"] for w in conv["after"]] == ["receptor"]  # not "ii"
+    assert '"il"' not in conv["guideline"] and '"receptor"' in conv["guideline"]
+
+
 def _sentence(request: dict) -> str:
     """Writes planned genes with a trailing "receptor" left outside the span (the generated-data habit)."""
     targets = [t for t, _ in _MUST.findall(request["messages"][-1]["content"])]
@@ -290,6 +320,28 @@ def test_build_with_a_gold_reference_records_conventions_on_the_card_and_in_expo
         assert _build(double, plain, task_file, 3) == 0
         assert not any("typically" in r["messages"][0]["content"] for r in double.requests)
     assert "Span conventions" not in (plain / "README.md").read_text()
+
+
+def test_a_resumed_reference_run_keeps_the_conventions_it_started_with(cache_env, monkeypatch):
+    """A run resumed after the derivation rules changed (here: a floor no word meets) continues with the stored
+    conventions, so its prompts and identity stay the same, instead of being refused as a different run."""
+    from medsynth.generate import conventions
+
+    gold = _gold_file(cache_env)
+    task_file = _task_file(cache_env, vocabulary_distractors=False, recheck_empty=False, empty_fraction=0.0)
+    out = cache_env / "run"
+    with LLMDouble(_sentence) as double:
+        assert _build(double, out, task_file, 3, "--reference", str(gold)) == 0
+        first = double.requests[0]["messages"][0]["content"]
+    monkeypatch.setattr(conventions, "MIN_INSIDE", 10_000)
+    with LLMDouble(_sentence) as double:
+        assert _build(double, out, task_file, 5, "--reference", str(gold)) == 0
+        assert double.requests and all(r["messages"][0]["content"] == first for r in double.requests)
+    assert '"receptor"' in first and "receptor (3/5)" in (out / "README.md").read_text()
+    fresh = cache_env / "fresh"  # a new run derives with today's rules: no boundary word passes the floor
+    with LLMDouble(_sentence) as double:
+        assert _build(double, fresh, task_file, 2, "--reference", str(gold)) == 0
+        assert '"receptor"' not in double.requests[0]["messages"][0]["content"]
 
 
 def test_shipped_tasks_keep_their_behaviour():

@@ -49,7 +49,10 @@ def test_parse_source():
             parse_source(bad)
 
 
-def test_train_on_a_gold_file_and_a_run_records_every_source(tmp_path, run):
+def test_train_on_a_gold_file_and_a_run_records_every_source(tmp_path, run, capfd):
+    from datasets.utils.logging import enable_progress_bar
+
+    enable_progress_bar()  # as in a fresh process: building the fixture run turned datasets' bars off
     gold = tmp_path / "gold"
     gold.mkdir()
     (gold / "train.conll").write_text(_conll(_sentences(12, 1)), encoding="utf-8")
@@ -59,6 +62,7 @@ def test_train_on_a_gold_file_and_a_run_records_every_source(tmp_path, run):
     out = tmp_path / "model"
     assert main(["train", "--data", f"{gold}:weight=2", "--data", str(run), "--data", str(single), "--out", str(out),
                  "--max-steps", "5", "--batch-size", "8", "--min-validation", "1", "--no-progress"]) == 0
+    assert "Saving the dataset" not in capfd.readouterr().err  # --no-progress: no datasets shard bars either
     log = json.loads((out / "train_log.json").read_text())
     by_path = {s["path"]: s for s in log["sources"]}
     assert by_path[str(gold)]["kind"] == "corpus" and by_path[str(gold)]["weight"] == 2.0
