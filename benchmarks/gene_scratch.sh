@@ -75,3 +75,14 @@ for K in 6 3; do
 done
 $M bench ner --dataset chemprot-gene --split devel --limit 250 --task-file $T \
   --model gen150-vary6-s13c=models/gene-gen150-vary6-s13c --model gen150-vary3-s13c=models/gene-gen150-vary3-s13c --out $OUT
+
+# 7. (session 15, not adopted) span conventions without name pieces: a second 150-example run, built with the code
+#    of commit b36a2f4 (later reverted; the run keeps its conventions in its identity, so it replays and exports).
+$M build ner --task-file $T --reference chemprot-gene --n 150 --out benchmarks/data/gene-scratch-conv2-qwen
+$M export --run benchmarks/data/gene-scratch-conv2-qwen --n 150 --task-file $T --vary-distractors 3 --out runs/gene-conv2-vary3
+MODELS=()
+for s in 13 14 15; do
+  $M train --data runs/gene-conv2-vary3 --out models/gene-conv2-vary3-s$s --seed $s
+  MODELS+=(--model conv2-vary3-s$s=models/gene-conv2-vary3-s$s)
+done
+$M bench ner --dataset chemprot-gene --split devel --limit 250 --task-file $T "${MODELS[@]}" --out $OUT

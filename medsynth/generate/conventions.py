@@ -34,11 +34,9 @@ MIN_INSIDE = 3  # a convention needs at least this many gold spans showing it ..
 MIN_SHARE = 0.005  # ... and this share of the label's spans
 INSIDE_RATE = 0.6  # inside at least this often when the word neighbours a span
 ALONE_RATE = 0.2  # a word that is often a whole span by itself is a mention, not a boundary word
-# A boundary word is a common word ("human", "gene", "receptor"), not a piece of a name the corpus writes with a
-# space: "IL 6", "NF kappa B", "c Jun", "p 53", "type II" gave "il", "nf", "c", "p", "ii" and invented spans such
-# as "il 5-HT2A receptor". So: at least this many letters, and lower case in most of its inside occurrences.
-MIN_CHARS = 3
-LOWER_SHARE = 0.5
+# Name pieces a corpus writes with a space ("IL 6", "NF kappa B", "type II") pass these rules too and reach the
+# prompt as boundary words ("il", "nf", "ii"). Keeping only common words (>= 3 letters, mostly lower case) was
+# tried on devel and lost 1.3 F1 with more boundary errors (benchmarks/notes/gene-from-scratch.md), so they stay.
 TOP_WORDS = 8
 EXAMPLES = 4
 
@@ -49,7 +47,6 @@ class _Counts:
     def __init__(self) -> None:
         self.lengths: list[int] = []
         self.inside = {"before": Counter(), "after": Counter()}
-        self.inside_lower = {"before": Counter(), "after": Counter()}  # of those, written in lower case
         self.outside = {"before": Counter(), "after": Counter()}
         self.alone: Counter = Counter()
         self.mentions: set[str] = set()
@@ -75,7 +72,6 @@ def _tally(ex: Example, mapping: dict[str, str], counts: dict[str, _Counts]) -> 
             for side, tok in (("before", tokens[0]), ("after", tokens[-1])):
                 if _PLAIN.match(tok):
                     c.inside[side][tok.lower()] += 1
-                    c.inside_lower[side][tok.lower()] += tok.islower()
         if (m := _BEFORE.search(ex.text, 0, e.start)) and not _covered(m.start(1), m.end(1), spans):
             c.outside["before"][m.group(1).lower()] += 1
         if (m := _AFTER.match(ex.text, e.end)) and not _covered(m.start(1), m.end(1), spans):
@@ -83,14 +79,11 @@ def _tally(ex: Example, mapping: dict[str, str], counts: dict[str, _Counts]) -> 
 
 
 def _boundary_words(c: _Counts, side: str) -> list[dict]:
-    """Words inside spans on `side` most of the times they neighbour one, often enough, rarely alone, and common
-    words rather than name pieces (MIN_CHARS, LOWER_SHARE)."""
+    """Words inside spans on `side` most of the times they neighbour one, often enough, and rarely alone."""
     floor = max(MIN_INSIDE, MIN_SHARE * len(c.lengths))
     words = []
     for word, inside in c.inside[side].items():
         outside = c.outside[side][word]
-        if len(word) < MIN_CHARS or c.inside_lower[side][word] < LOWER_SHARE * inside:
-            continue
         if inside >= floor and inside / (inside + outside) >= INSIDE_RATE and c.alone[word] < ALONE_RATE * inside:
             words.append({"word": word, "inside": inside, "outside": outside})
     return sorted(words, key=lambda w: (-w["inside"], w["word"]))[:TOP_WORDS]

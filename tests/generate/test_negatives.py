@@ -260,35 +260,6 @@ def test_conventions_from_a_tiny_gold_corpus(tmp_path):
 
 
 
-def test_name_pieces_written_with_a_space_are_not_boundary_words(tmp_path):
-    """"IL 6", "NF kappa B", "c Jun", "type II" start or end many gold spans, but they are pieces of names, not
-    convention words: the guideline must not ask for "il", "nf", "c" or "ii" (it did, on ChemProt genes)."""
-    gold = [
-        ("Levels of IL 6 rose .", "O O B-Gene I-Gene O O"),
-        ("The IL 8 signal fell .", "O B-Gene I-Gene O O O"),
-        ("Serum IL 10 was low .", "O B-Gene I-Gene O O O"),
-        ("NF kappa B was active .", "B-Gene I-Gene I-Gene O O O"),
-        ("Active NF kappa B bound DNA .", "O B-Gene I-Gene I-Gene O O O"),
-        ("We saw NF kappa B here .", "O O B-Gene I-Gene I-Gene O O"),
-        ("The c Jun protein and c Fos rose .", "O B-Gene I-Gene O O B-Gene I-Gene O O"),
-        ("Then c Myc fell .", "O B-Gene I-Gene O O"),
-        ("The collagen type II gene and the kinase type II were cut .",
-         "O B-Gene I-Gene I-Gene I-Gene O O B-Gene I-Gene I-Gene O O O"),
-        ("A protein type II signal .", "O B-Gene I-Gene I-Gene O O"),
-        ("The leptin receptor , the insulin receptor and the opioid receptor bind .",
-         "O B-Gene I-Gene O O B-Gene I-Gene O O B-Gene I-Gene O O"),
-    ]
-    lines = []
-    for words, tags in gold:
-        lines += [f"{w}\t{t}" for w, t in zip(words.split(), tags.split())] + [""]
-    path = tmp_path / "gold.conll"
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    conv = reference_stats(str(path), _task()).conventions["Gene"]
-    assert [w["word"] for w in conv["before"]] == []  # "il", "nf" (upper case), "c" (one letter)
-    assert [w["word"] for w in conv["after"]] == ["receptor"]  # not "ii"
-    assert '"il"' not in conv["guideline"] and '"receptor"' in conv["guideline"]
-
-
 def _sentence(request: dict) -> str:
     """Writes planned genes with a trailing "receptor" left outside the span (the generated-data habit)."""
     targets = [t for t, _ in _MUST.findall(request["messages"][-1]["content"])]
