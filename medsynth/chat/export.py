@@ -17,7 +17,7 @@ from pathlib import Path
 from medsynth.data.jsonl import write_jsonl
 from medsynth.chat.build import AI_SYSTEM, HUMAN_SYSTEM
 from medsynth.chat.topics import TOPIC_SYSTEM
-from medsynth.data.export import SPLITS, _atomic_write, _table, split_of
+from medsynth.data.export import SPLITS, _atomic_write, _table, save_quietly, split_of
 from medsynth.records import Example
 
 
@@ -52,9 +52,7 @@ def _columns(examples: list[Example]) -> dict[str, list]:
 def write_hf(parts: dict[str, list[Example]], out: Path) -> None:
     """DatasetDict with `messages` = [{role, content}] — what chat templates and SFT trainers read."""
     from datasets import Dataset, DatasetDict, Features, Value
-    from datasets.utils.logging import disable_progress_bar
 
-    disable_progress_bar()
     features = Features({
         "id": Value("string"), "messages": [{"role": Value("string"), "content": Value("string")}],
         "topic": Value("string"), "specialty": Value("string"), "setting": Value("string"),
@@ -63,7 +61,7 @@ def write_hf(parts: dict[str, list[Example]], out: Path) -> None:
     dd = DatasetDict({s: Dataset.from_dict(_columns(parts[s]), features=features) for s in SPLITS})
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    dd.save_to_disk(str(tmp))
+    save_quietly(dd, tmp)
     shutil.rmtree(out, ignore_errors=True)
     os.replace(tmp, out)
 

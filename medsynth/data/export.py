@@ -91,9 +91,6 @@ def save_quietly(dd: Any, path: Path) -> None:
 def write_hf(parts: dict[str, list[Example]], labels: list[str], out: Path, relations: bool = False) -> None:
     """`relations=True` (re tasks) adds a `relations` column: [{head, tail, label}], indices into `spans`."""
     from datasets import ClassLabel, Dataset, DatasetDict, Features, Sequence, Value
-    from datasets.utils.logging import disable_progress_bar
-
-    disable_progress_bar()  # our own progress bar is the one that matters; keep the terminal quiet
 
     tags = bio_labels(labels)
     span = {"start": Value("int32"), "end": Value("int32"), "label": Value("string"), "text": Value("string")}
@@ -115,7 +112,7 @@ def write_hf(parts: dict[str, list[Example]], labels: list[str], out: Path, rela
     dd = DatasetDict({s: Dataset.from_dict(rows[s], features=features) for s in SPLITS})
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    dd.save_to_disk(str(tmp))
+    save_quietly(dd, tmp)
     shutil.rmtree(out, ignore_errors=True)
     os.replace(tmp, out)
 

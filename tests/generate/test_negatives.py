@@ -259,7 +259,6 @@ def test_conventions_from_a_tiny_gold_corpus(tmp_path):
     assert counts["span_extended_right"] == 2 and counts["span_extended"] == 1
 
 
-
 def _sentence(request: dict) -> str:
     """Writes planned genes with a trailing "receptor" left outside the span (the generated-data habit)."""
     targets = [t for t, _ in _MUST.findall(request["messages"][-1]["content"])]
