@@ -9,8 +9,10 @@ Parts (each measurement is saved to benchmarks/results/throughput.json as soon a
 skips measurements already stored for the same settings, so an interrupted run resumes; --fresh starts over):
 
 * raw      llama-server alone: real `ner` generation prompts and schema (json_object+schema, as medsynth
-           sends them), `--requests` requests at 1, 2, 4, 8 in flight (slots = in flight). Completion tokens/s,
-           and per request the prompt / generation seconds the server reports in `timings`.
+           sends them), `--requests` requests at 1, 2, 4, 8 in flight (slots = in flight), timed after a
+           warm-up that caches the system prompt in every slot. Completion tokens/s, and per request the
+           prompt / generation seconds the server reports in `timings`.
+* plain    as raw, without `response_format`: the same prompts unconstrained (what the schema grammar costs).
 * build    `build ner` through medsynth at the same in-flight levels (concurrency = slots = level, response cache
            off): kept examples/min, completion tokens/s, useful completion tokens/s (the share of tokens that
            became kept examples: completion tokens x kept / requests), seconds per request split into prompt and
@@ -19,7 +21,8 @@ skips measurements already stored for the same settings, so an interrupted run r
            at its default slots: kept_per_min each and the speedup.
 * ceiling  `build ner` against the loopback LLM double (tests/llm_double.py, in its own process, answering
            instantly with tests/fake_generator.answer) at 1k / 10k / 100k examples, each in a fresh process:
-           examples/s and peak RSS; a size whose seconds per example grow >25 % over the smallest is flagged.
+           examples/s and peak RSS, with near-duplicate removal on, and the seconds split into plan .. store,
+           dedup (curation) and export; a size whose seconds per example grow >25 % over the smallest is flagged.
 
 Writes benchmarks/results/throughput.json and throughput.md with the date, machine and command.
 """
@@ -50,7 +53,7 @@ RESULTS = ROOT / "benchmarks" / "results"
 LEVELS = (1, 2, 4, 8)
 CEILING_SIZES = (1_000, 10_000, 100_000)
 NONLINEAR = 1.25  # seconds per example more than this x the smallest size's = growth flagged as not linear
-PARTS = ("raw", "build", "before", "ceiling")
+PARTS = ("raw", "plain", "build", "before", "ceiling")
 
 
 # -- pure helpers (tested in tests/benchmarks/test_throughput.py) ------------------------------------------
@@ -105,6 +108,15 @@ def build_summary(stats: dict, wall: float, level: int) -> dict:
             "useful_completion_tok_per_s": round(completion * kept / requests / wall, 2) if wall else 0.0}
 
 
+def decode_rate(row: dict) -> float | None:
+    """Completion tokens a second while a slot decodes (the server's own generation timings)."""
+    tokens, seconds = row.get("completion_tokens"), row.get("gen_s_per_request")
+    requests = row.get("requests")
+    if not tokens or not seconds or not requests:
+        return None
+    return round(tokens / (seconds * requests), 2)
+
+
 def ratio(numerator: float | None, denominator: float | None) -> float | None:
     return round(numerator / denominator, 3) if numerator and denominator else None
 
@@ -120,12 +132,55 @@ def flag_nonlinear(rows: list[dict]) -> list[dict]:
     return rows
 
 
+def before_rows(m: dict) -> dict[str, dict]:
+    """The before/after measurement per engine; where several `--n` were measured, the longest (the first
+    minute, with its cold prompt evaluation, weighs least there)."""
+    rows: dict[str, dict] = {}
+    for key, v in m.items():
+        if key.startswith("before/"):
+            best = rows.get(v["engine"])
+            if best is None or v["kept"] > best["kept"]:
+                rows[v["engine"]] = v
+    return rows
+
+
+def headline(doc: dict) -> dict:
+    """The figures the issue asks for, from the stored measurements alone (None where not measured):
+    kept/min before and after and their ratio, medsynth ÷ raw server at the after run's slot count, the
+    pipeline's own examples/s (largest ceiling size) and the ceiling's growth rows."""
+    m = doc.get("measurements", {})
+    before = before_rows(m)
+    old, new = before.get("llama-cpp-python", {}), before.get("llama-server", {})
+    raw = {v["in_flight"]: v for k, v in m.items() if k.startswith("raw/")}
+    build = {v["in_flight"]: v for k, v in m.items() if k.startswith("build/")}
+    level = new.get("in_flight")
+    ceiling = flag_nonlinear([v for k, v in m.items() if k.startswith("ceiling/")])
+    return {"kept_per_min": {"before": old.get("kept_per_min"), "after": new.get("kept_per_min")},
+            "speedup": ratio(new.get("kept_per_min"), old.get("kept_per_min")),
+            "ratio_vs_raw": ratio(build.get(level, {}).get("completion_tok_per_s"),
+                                  raw.get(level, {}).get("completion_tok_per_s")),
+            "ratio_vs_raw_in_flight": level,
+            "pipeline_examples_per_s": ceiling[-1]["examples_per_s"] if ceiling else None,
+            "growth": [{k: row.get(k) for k in ("examples", "seconds", "generate_seconds", "dedup_seconds",
+                                                 "export_seconds", "peak_rss_mib", "growth_vs_smallest", "linear")}
+                       for row in ceiling]}
+
+
 def render_markdown(doc: dict) -> str:
     """The results file as Markdown tables (missing measurements are left out, not invented)."""
     m = doc.get("measurements", {})
     lines = ["# Generation throughput", "", f"- date: {doc.get('date')}", f"- machine: {doc.get('machine')}",
              f"- command: `{doc.get('command')}`", ""]
+    h = headline(doc)
+    shown = lambda x: "–" if x is None else x  # noqa: E731
+    lines += ["## Summary", "",
+              f"- kept examples/min: before {shown(h['kept_per_min']['before'])}, after "
+              f"{shown(h['kept_per_min']['after'])}; speedup {shown(h['speedup'])} (goal 3)",
+              f"- medsynth ÷ raw server (completion tok/s at {shown(h['ratio_vs_raw_in_flight'])} in flight): "
+              f"{shown(h['ratio_vs_raw'])} (goal 0.9)",
+              f"- pipeline ceiling: {shown(h['pipeline_examples_per_s'])} examples/s (largest size measured)", ""]
     raw = {v["in_flight"]: v for k, v in m.items() if k.startswith("raw/")}
+    plain = {v["in_flight"]: v for k, v in m.items() if k.startswith("raw-plain/")}
     build = {v["in_flight"]: v for k, v in m.items() if k.startswith("build/")}
     if raw or build:
         lines += ["## Raw llama-server vs medsynth `build ner` (slots = requests in flight)", "",
@@ -140,7 +195,16 @@ def render_markdown(doc: dict) -> str:
                 b.get("useful_completion_tok_per_s"), b.get("prompt_s_per_request"), b.get("gen_s_per_request"),
                 ratio(b.get("completion_tok_per_s"), r.get("completion_tok_per_s")))) + " |")
         lines.append("")
-    before = {v["engine"]: v for k, v in m.items() if k.startswith("before/")}
+    if plain:
+        lines += ["## The schema grammar's cost (raw llama-server, same prompts, with and without the schema)", "",
+                  "| in flight | schema tok/s | schema decode tok/s a slot | plain tok/s | plain decode tok/s a slot |",
+                  "|---|---|---|---|---|"]
+        for level in sorted(plain):
+            cells = [x for row in (raw.get(level, {}), plain[level])
+                     for x in (row.get("completion_tok_per_s"), decode_rate(row))]
+            lines.append(f"| {level} | " + " | ".join("–" if x is None else str(x) for x in cells) + " |")
+        lines.append("")
+    before = before_rows(m)
     if before:
         lines += ["## Before (llama-cpp-python) vs after (llama-server)", "",
                   "| engine | slots = in flight | kept | seconds | kept/min |", "|---|---|---|---|---|"]
@@ -154,10 +218,12 @@ def render_markdown(doc: dict) -> str:
     ceiling = [v for k, v in m.items() if k.startswith("ceiling/")]
     if ceiling:
         lines += ["## Pipeline ceiling (LLM double answering instantly)", "",
-                  "| examples | seconds | examples/s | peak RSS MiB | s/example ÷ smallest | linear |",
-                  "|---|---|---|---|---|---|"]
+                  "| examples | seconds | plan .. store s | dedup s | export s | examples/s | peak RSS MiB | "
+                  "s/example ÷ smallest | linear |",
+                  "|---|---|---|---|---|---|---|---|---|"]
         for v in flag_nonlinear(ceiling):
-            lines.append(f"| {v['examples']} | {v['seconds']} | {v['examples_per_s']} | {v['peak_rss_mib']} | "
+            stages = " | ".join(str(v.get(k, "–")) for k in ("generate_seconds", "dedup_seconds", "export_seconds"))
+            lines.append(f"| {v['examples']} | {v['seconds']} | {stages} | {v['examples_per_s']} | {v['peak_rss_mib']} | "
                          f"{v['growth_vs_smallest']} | {'yes' if v['linear'] else 'NO'} |")
         lines.append("")
     return "\n".join(lines)
@@ -195,14 +261,30 @@ def _server(args: argparse.Namespace, engine: str, slots: int, log: Path):
     return LocalServer(path, name, n_ctx=args.ctx, n_threads=args.threads, log_path=log, engine=engine, slots=slots)
 
 
-def measure_raw(args: argparse.Namespace, level: int, work: Path) -> dict:
-    """`--requests` generation requests straight to llama-server, `level` at a time (one thread each)."""
-    requests = _requests(args.requests)
+def measure_raw(args: argparse.Namespace, level: int, work: Path, schema: bool = True) -> dict:
+    """`--requests` generation requests straight to llama-server, `level` at a time (one thread each), timed
+    after a warm-up that leaves the system prompt cached in every slot (as `build` does with
+    `share_prompt_cache`), so the row is the server's steady state, not its first minute. `schema=False` sends
+    the same prompts without `response_format`: what the JSON-schema grammar costs."""
+    requests = _requests(args.requests + level)
+    warm, requests = requests[args.requests:], requests[:args.requests]
     replies: list[dict] = []
     lock = threading.Lock()
-    queue = list(range(len(requests)))
-    with _server(args, "llama-server", level, work / f"raw-{level}.log") as server:
+    with _server(args, "llama-server", level, work / f"raw-{level}-{schema}.log") as server:
         url = f"{server.base_url}/chat/completions"
+
+        def send(item: tuple[list[dict], dict, int]) -> dict:
+            messages, _, seed = item
+            body = {"model": server.model_name, "messages": messages, "seed": seed, "temperature": 0.8,
+                    "top_p": 0.95, "max_tokens": 256}
+            if schema:
+                body["response_format"] = {"type": "json_object", "schema": item[1]}
+            return _post(url, body)
+
+        send(warm[0])
+        server.share_prompt_cache()
+        _in_parallel([lambda item=item: send(item) for item in warm[1:]])
+        queue = list(range(len(requests)))
 
         def worker() -> None:
             while True:
@@ -210,10 +292,7 @@ def measure_raw(args: argparse.Namespace, level: int, work: Path) -> dict:
                     if not queue:
                         return
                     index = queue.pop(0)
-                messages, schema, seed = requests[index]
-                body = {"model": server.model_name, "messages": messages, "seed": seed, "temperature": 0.8,
-                        "top_p": 0.95, "max_tokens": 256, "response_format": {"type": "json_object", "schema": schema}}
-                reply = _post(url, body)
+                reply = send(requests[index])
                 timings = reply.get("timings", {})
                 with lock:
                     replies.append({"completion_tokens": reply["usage"]["completion_tokens"],
@@ -222,13 +301,17 @@ def measure_raw(args: argparse.Namespace, level: int, work: Path) -> dict:
                                     "cache_n": timings.get("cache_n", 0)})
 
         t0 = time.monotonic()
-        threads = [threading.Thread(target=worker) for _ in range(level)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        _in_parallel([worker] * level)
         wall = time.monotonic() - t0
     return raw_summary(replies, wall, level)
+
+
+def _in_parallel(calls: list[Callable[[], object]]) -> None:
+    threads = [threading.Thread(target=call) for call in calls]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
 
 
 def measure_build(args: argparse.Namespace, engine: str, level: int, work: Path) -> dict:
@@ -273,16 +356,31 @@ _CEILING_WORKER = """
     import json, resource, sys, time
     sys.path.insert(0, {root!r})
     from pathlib import Path
+    from medsynth.generate import build
     from medsynth.generate.build import BuildConfig, run_build
     from medsynth.llm.session import llm_session
+    from medsynth.quality.curate import CurateConfig
     from medsynth.spec import get_task
     url, n, out, concurrency = sys.argv[1], int(sys.argv[2]), Path(sys.argv[3]), int(sys.argv[4])
-    cfg = BuildConfig(task=get_task("ner"), n=n, out=out, progress=False)
+    stage_s = {{"curate": 0.0, "export": 0.0}}
+
+    def timed(name, fn):  # the end stages, timed where build calls them (the rest is plan .. store)
+        def wrapper(*a, **k):
+            t = time.monotonic()
+            try:
+                return fn(*a, **k)
+            finally:
+                stage_s[name] += time.monotonic() - t
+        return wrapper
+
+    build.curate, build.export_all = timed("curate", build.curate), timed("export", build.export_all)
+    cfg = BuildConfig(task=get_task("ner"), n=n, out=out, progress=False, curate=CurateConfig(dedup=True))
     with llm_session(base_url=url, model="double-model", concurrency=concurrency, cache=False) as s:
         t0 = time.monotonic()
         stats = run_build(cfg, s.client, s.model_name, None)
         wall = time.monotonic() - t0
     print(json.dumps({{"kept": stats["kept"], "requests": stats["requests"], "seconds": wall,
+                      "curate_seconds": stage_s["curate"], "export_seconds": stage_s["export"],
                       "peak_rss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}}))
 """
 
@@ -312,6 +410,8 @@ def measure_ceiling(args: argparse.Namespace, size: int, work: Path) -> dict:
         double.wait(timeout=30)
     return {"examples": result["kept"], "requests": result["requests"], "seconds": round(result["seconds"], 2),
             "examples_per_s": round(result["kept"] / result["seconds"], 1),
+            "generate_seconds": round(result["seconds"] - result["curate_seconds"] - result["export_seconds"], 2),
+            "dedup_seconds": round(result["curate_seconds"], 2), "export_seconds": round(result["export_seconds"], 2),
             "peak_rss_mib": round(result["peak_rss_kib"] / 1024, 1), "concurrency": args.ceiling_concurrency}
 
 
@@ -328,8 +428,11 @@ def _plan(args: argparse.Namespace) -> list[tuple[str, Callable[[Path], dict]]]:
     tag = f"{args.llm}/threads={args.threads}/ctx={args.ctx}"
     steps: list[tuple[str, Callable[[Path], dict]]] = []
     if "raw" in args.parts:
-        steps += [(f"raw/{tag}/requests={args.requests}/in_flight={lv}",
+        steps += [(f"raw/{tag}/requests={args.requests}/in_flight={lv}/warm",
                    lambda w, lv=lv: measure_raw(args, lv, w)) for lv in args.levels]
+    if "plain" in args.parts:
+        steps += [(f"raw-plain/{tag}/requests={args.requests}/in_flight={lv}/warm",
+                   lambda w, lv=lv: measure_raw(args, lv, w, schema=False)) for lv in args.levels]
     if "build" in args.parts:
         steps += [(f"build/{tag}/n={args.n}/in_flight={lv}",
                    lambda w, lv=lv: measure_build(args, "llama-server", lv, w)) for lv in args.levels]
@@ -346,6 +449,7 @@ def _plan(args: argparse.Namespace) -> list[tuple[str, Callable[[Path], dict]]]:
 
 def _save(doc: dict, out_dir: Path) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
+    doc["summary"] = headline(doc)
     (out_dir / "throughput.json").write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n")
     (out_dir / "throughput.md").write_text(render_markdown(doc) + "\n")
 

@@ -166,11 +166,15 @@ def test_k_gold_smoke_run_is_resumable_and_reports_devel_beside_test(tmp_path, m
                 "rejections": {}}, {})
     out = tmp_path / "kg"
     argv = ["--dataset", str(corpus), "--synthetic", str(run), "--task", "ncbi-disease", "--ks", "0", "4",
-            "--seeds", "13", "--max-steps", "2", "--out", str(out)]
+            "--seeds", "13", "--max-steps", "2", "--out", str(out), "--validation-limit", "3", "--label", "Disease"]
     assert k_gold.main(argv) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert set(summary) == {"gold+syn k=0", "gold k=4", "gold+syn k=4"}
-    assert all(row[s]["seeds"] == 1 for row in summary.values() for s in ("devel", "test"))
+    assert all(row[s]["seeds"] == 1 for row in summary.values() for s in ("devel", "test", "devel Disease"))
+    assert "devel Disease F1" in (out / "summary.md").read_text()
+    # epochs are chosen on 3 of the 4 devel sentences; devel is still scored whole
+    assert len((out / "gold" / "k4-s13" / "devel.conll").read_text().strip().split("\n\n")) == 3
+    assert json.loads((out / "devel" / "scores.json").read_text())["synthetic-gold-k4-s13"]["n_sentences"] == 4
     meta = json.loads((out / "test" / "predictions" / "synthetic-gold-k4-s13.meta.json").read_text())
     assert meta["split"] == "test" and meta["test_corpus"]["records"] == 4
     assert len((out / "gold" / "k4-s13" / "train.conll").read_text().strip().split("\n\n")) == 4

@@ -73,7 +73,41 @@ def test_render_markdown_shows_what_was_measured_and_the_speedup():
     assert "test box" in text and "--quick" in text
     assert "| 2 | 20.0 | 6.0 | 1.0 | 2.0 | 4.0 | 15.0 | 10.0 | – | – | 0.75 |" in text
     assert "speedup (kept_per_min after ÷ before): 2.5" in text
-    assert "| 1000 | 2.0 | 500.0 | 90.0 | 1.0 | yes |" in text
+    assert "| 1000 | 2.0 | – | – | – | 500.0 | 90.0 | 1.0 | yes |" in text
+
+
+def test_headline_has_the_figures_the_issue_names_and_prefers_the_longest_before_run():
+    doc = {"measurements": {
+        "raw/x/in_flight=4/warm": {"in_flight": 4, "completion_tok_per_s": 20.0},
+        "build/x/in_flight=4": {"in_flight": 4, "completion_tok_per_s": 18.0, "kept_per_min": 9.0},
+        "before/x/n=20/llama-cpp-python": {"engine": "llama-cpp-python", "in_flight": 1, "kept": 20, "kept_per_min": 4.0},
+        "before/x/n=40/llama-cpp-python": {"engine": "llama-cpp-python", "in_flight": 1, "kept": 40, "kept_per_min": 5.0},
+        "before/x/n=40/llama-server": {"engine": "llama-server", "in_flight": 4, "kept": 40, "kept_per_min": 10.0},
+        "ceiling/n=1000": {"examples": 1000, "seconds": 10.0, "examples_per_s": 100.0, "peak_rss_mib": 90.0},
+        "ceiling/n=10000": {"examples": 10000, "seconds": 150.0, "examples_per_s": 66.7, "peak_rss_mib": 95.0}}}
+    h = tp.headline(doc)
+    assert h["kept_per_min"] == {"before": 5.0, "after": 10.0} and h["speedup"] == 2.0
+    assert h["ratio_vs_raw"] == 0.9 and h["ratio_vs_raw_in_flight"] == 4
+    assert h["pipeline_examples_per_s"] == 66.7
+    assert [(g["examples"], g["growth_vs_smallest"], g["linear"]) for g in h["growth"]] == [(1000, 1.0, True),
+                                                                                              (10000, 1.5, False)]
+    assert tp.headline({})["speedup"] is None
+
+
+def test_plain_part_is_its_own_measurement_and_table():
+    args = tp.parse_args(["--parts", "raw,plain", "--levels", "1,4", "--requests", "8"])
+    keys = [key for key, _ in tp._plan(args)]
+    assert keys == ["raw/qwen/threads=%d/ctx=4096/requests=8/in_flight=1/warm" % args.threads,
+                    "raw/qwen/threads=%d/ctx=4096/requests=8/in_flight=4/warm" % args.threads,
+                    "raw-plain/qwen/threads=%d/ctx=4096/requests=8/in_flight=1/warm" % args.threads,
+                    "raw-plain/qwen/threads=%d/ctx=4096/requests=8/in_flight=4/warm" % args.threads]
+    doc = {"measurements": {
+        "raw/x/in_flight=1/warm": {"in_flight": 1, "completion_tok_per_s": 15.0, "completion_tokens": 400,
+                                   "requests": 4, "gen_s_per_request": 5.0},
+        "raw-plain/x/in_flight=1/warm": {"in_flight": 1, "completion_tok_per_s": 16.0, "completion_tokens": 420,
+                                         "requests": 4, "gen_s_per_request": 5.0}}}
+    assert "| 1 | 15.0 | 20.0 | 16.0 | 21.0 |" in tp.render_markdown(doc)
+    assert tp.decode_rate({"completion_tokens": 10}) is None
 
 
 def test_options_quick_and_bad_part(tmp_path, capsys):

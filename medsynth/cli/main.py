@@ -139,7 +139,8 @@ def session_config(args: argparse.Namespace):
                          temperature=args.temperature, max_tokens=args.max_tokens, timeout=args.timeout,
                          cache=not args.no_cache, structured=args.structured, threads=args.threads,
                          allow_mixed_models=getattr(args, "allow_mixed_models", False),
-                         server=getattr(args, "server", None), slots=getattr(args, "slots", None))
+                         server=getattr(args, "server", None), slots=getattr(args, "slots", None),
+                         progress=not getattr(args, "no_progress", False))
 
 
 def _session(args: argparse.Namespace, log_dir: Path | None = None):

@@ -88,14 +88,14 @@ def _tiny_path() -> Path:
     return path
 
 
-def resolve_model(choice: str = "qwen") -> tuple[Path, str]:
+def resolve_model(choice: str = "qwen", progress: bool = True) -> tuple[Path, str]:
     """Model choice → (GGUF path, model name used as the server's alias).
 
     "qwen" (default generator; assembled into the user cache on first use), "tiny" (SmolLM2-135M, for
-    tests), or a path to a .gguf file (name = file stem).
+    tests), or a path to a .gguf file (name = file stem). `progress` shows the first-use assembly bar.
     """
     if choice == "qwen":
-        return assemble_qwen(), QWEN_NAME
+        return assemble_qwen(progress=progress), QWEN_NAME
     if choice == "tiny":
         return _tiny_path(), TINY_NAME
     path = Path(choice).expanduser()

@@ -104,6 +104,7 @@ class SessionConfig(BaseModel):
     max_restarts: int = Field(3, ge=0)
     server: str | None = None  # embedded engine: llama-server | llama-cpp-python | auto (None: $MEDSYNTH_SERVER)
     slots: int | None = Field(None, ge=1)  # parallel slots of the embedded llama-server (None: its default)
+    progress: bool = True  # the one-time "assembling the model" bar (off with --no-progress)
 
 
 @contextmanager
@@ -137,7 +138,7 @@ def llm_session(config: SessionConfig | None = None, *, log_dir: Path | None = N
 
     from medsynth.llm.embedded import LocalServer, resolve_model
 
-    path, name = resolve_model(llm)
+    path, name = resolve_model(llm, progress=cfg.progress)
     log = (log_dir / "llm-server.log") if log_dir else None
     # llama.cpp defaults to half the cores for decoding; on a 2-core machine that halves tokens/s.
     server_proc = LocalServer(path, name, n_ctx=n_ctx, n_threads=threads or os.cpu_count() or 1,

@@ -91,6 +91,21 @@ def test_assemble_joins_parts_in_order_and_verifies(tmp_path, fake_parts, monkey
     assert assemble_qwen(cache_dir=tmp_path / "models", progress=False) == target
 
 
+def test_no_progress_reaches_the_assembly_bar(tmp_path, fake_parts, monkeypatch, capsys):
+    """`--no-progress` (SessionConfig.progress=False) silences the first-use "assembling ... gguf" bar."""
+    from medsynth.cli.main import build_parser, session_config
+
+    monkeypatch.setattr(embedded, "default_model_dir", lambda: tmp_path / "models")
+    args = build_parser().parse_args(["build", "ner", "--n", "1", "--out", str(tmp_path / "o"), "--no-progress"])
+    cfg = session_config(args)
+    assert cfg.progress is False
+    resolve_model("qwen", progress=cfg.progress)
+    assert "assembling" not in capsys.readouterr().err
+    (tmp_path / "models" / f"{embedded.QWEN_NAME}.gguf").unlink()
+    resolve_model("qwen")  # the default still shows it
+    assert "assembling" in capsys.readouterr().err
+
+
 def test_assemble_rebuilds_a_damaged_file(tmp_path, fake_parts):
     _, joined = fake_parts
     target = assemble_qwen(cache_dir=tmp_path / "models", progress=False)
