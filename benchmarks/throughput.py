@@ -19,6 +19,9 @@ skips measurements already stored for the same settings, so an interrupted run r
            generation from llama-server's /metrics, and the ratio medsynth / raw (completion tokens/s).
 * before   `build ner` on llama-cpp-python's server (the old engine; one request at a time) against llama-server
            at its default slots: kept_per_min each and the speedup.
+* format   `build ner --format inline` (the sentence once, mentions marked inline) on llama-server at `--slots`,
+           beside the json `build` row of the same n and slots: kept/min, kept ÷ requests, completion tokens per
+           kept example and the aligner's repairs per kept example.
 * ceiling  `build ner` against the loopback LLM double (tests/llm_double.py, in its own process, answering
            instantly with tests/fake_generator.answer) at 1k / 10k / 100k examples, each in a fresh process:
            examples/s and peak RSS, with near-duplicate removal on, and the seconds split into plan .. store,
@@ -53,7 +56,8 @@ RESULTS = ROOT / "benchmarks" / "results"
 LEVELS = (1, 2, 4, 8)
 CEILING_SIZES = (1_000, 10_000, 100_000)
 NONLINEAR = 1.25  # seconds per example more than this x the smallest size's = growth flagged as not linear
-PARTS = ("raw", "plain", "build", "before", "ceiling")
+PARTS = ("raw", "plain", "build", "before", "format", "ceiling")
+ALIGN_REPAIRS = ("case", "fuzzy", "snapped", "dropped:not_found")  # mentions the aligner could not place as stated
 
 
 # -- pure helpers (tested in tests/benchmarks/test_throughput.py) ------------------------------------------
@@ -102,10 +106,15 @@ def build_summary(stats: dict, wall: float, level: int) -> dict:
     requests = max(1, int(run.get("llm_calls") or stats.get("requests") or 0))
     completion = int(run.get("completion_tokens") or 0)
     kept = int(stats.get("kept") or 0)
+    repairs = stats.get("repairs") or {}
     return {"in_flight": level, "kept": kept, "requests": requests, "seconds": round(wall, 2),
             "kept_per_min": round(60 * kept / wall, 2) if wall else 0.0,
             "completion_tok_per_s": round(completion / wall, 2) if wall else 0.0,
-            "useful_completion_tok_per_s": round(completion * kept / requests / wall, 2) if wall else 0.0}
+            "useful_completion_tok_per_s": round(completion * kept / requests / wall, 2) if wall else 0.0,
+            "kept_ratio": round(kept / requests, 3),
+            "completion_tokens_per_kept": round(completion / kept, 1) if kept else None,
+            "align_repairs_per_kept": round(sum(int(repairs.get(k, 0)) for k in ALIGN_REPAIRS) / kept, 3)
+            if kept else None}
 
 
 def decode_rate(row: dict) -> float | None:
@@ -215,6 +224,7 @@ def render_markdown(doc: dict) -> str:
         speed = ratio(before.get("llama-server", {}).get("kept_per_min"),
                       before.get("llama-cpp-python", {}).get("kept_per_min"))
         lines += ["", f"speedup (kept_per_min after ÷ before): {speed if speed is not None else '–'}", ""]
+    lines += format_table(m)
     ceiling = [v for k, v in m.items() if k.startswith("ceiling/")]
     if ceiling:
         lines += ["## Pipeline ceiling (LLM double answering instantly)", "",
@@ -227,6 +237,27 @@ def render_markdown(doc: dict) -> str:
                          f"{v['growth_vs_smallest']} | {'yes' if v['linear'] else 'NO'} |")
         lines.append("")
     return "\n".join(lines)
+
+
+def format_table(m: dict) -> list[str]:
+    """Answer formats side by side: each `format/` row beside the json `build/` row of the same n and slots."""
+    rows = []
+    for key, v in sorted(m.items()):
+        if key.startswith("format/"):
+            n = key.split("/n=")[1].split("/")[0]
+            json_row = next((b for k, b in m.items() if k.startswith("build/") and f"/n={n}/" in k
+                             and b["in_flight"] == v["in_flight"]), None)
+            rows += [("json", json_row), (v["format"], v)] if json_row else [(v["format"], v)]
+    if not rows:
+        return []
+    lines = ["## Answer formats (`build ner --format`, same n and slots)", "",
+             "| format | in flight | kept | kept/min | kept ÷ requests | completion tokens / kept | "
+             "aligner repairs / kept |", "|---|---|---|---|---|---|---|"]
+    for fmt, v in rows:
+        lines.append("| " + " | ".join("–" if x is None else str(x) for x in (
+            fmt, v["in_flight"], v["kept"], v["kept_per_min"], v.get("kept_ratio"), v.get("completion_tokens_per_kept"),
+            v.get("align_repairs_per_kept"))) + " |")
+    return lines + [""]
 
 
 # -- measurements -------------------------------------------------------------------------------------------
@@ -314,15 +345,16 @@ def _in_parallel(calls: list[Callable[[], object]]) -> None:
         t.join()
 
 
-def measure_build(args: argparse.Namespace, engine: str, level: int, work: Path) -> dict:
-    """`build ner --n` through medsynth's session on `engine` with `level` slots and requests in flight."""
+def measure_build(args: argparse.Namespace, engine: str, level: int, work: Path, fmt: str = "json") -> dict:
+    """`build ner --n --format fmt` through medsynth's session on `engine` with `level` slots and requests in
+    flight."""
     from medsynth.generate.build import BuildConfig, run_build
     from medsynth.llm.session import llm_session
     from medsynth.spec import get_task
 
-    out = work / f"build-{engine}-{level}"
+    out = work / f"build-{engine}-{level}-{fmt}"
     shutil.rmtree(out, ignore_errors=True)
-    cfg = BuildConfig(task=get_task("ner"), n=args.n, out=out, progress=False)
+    cfg = BuildConfig(task=get_task("ner"), n=args.n, out=out, progress=False, format=fmt)
     with llm_session(llm=args.llm, concurrency=level, slots=level, server=engine, cache=False, log_dir=out,
                      threads=args.threads, n_ctx=args.ctx) as session:
         root = session.server.root_url if session.server is not None else ""
@@ -332,7 +364,7 @@ def measure_build(args: argparse.Namespace, engine: str, level: int, work: Path)
         wall = time.monotonic() - t0
         after = _metrics(root) if engine == "llama-server" else {}
     row = build_summary(stats, wall, level)
-    row["engine"] = engine
+    row["engine"], row["format"] = engine, fmt
     if before or after:
         row.update(metrics_split(before, after, row["requests"]))
     return row
@@ -441,6 +473,9 @@ def _plan(args: argparse.Namespace) -> list[tuple[str, Callable[[Path], dict]]]:
                    lambda w: measure_build(args, "llama-cpp-python", 1, w)),
                   (f"before/{tag}/n={args.n}/llama-server",
                    lambda w: measure_build(args, "llama-server", args.slots, w))]
+    if "format" in args.parts:
+        steps += [(f"format/{tag}/n={args.n}/in_flight={args.slots}/inline",
+                   lambda w: measure_build(args, "llama-server", args.slots, w, fmt="inline"))]
     if "ceiling" in args.parts:
         steps += [(f"ceiling/n={size}/concurrency={args.ceiling_concurrency}",
                    lambda w, size=size: measure_ceiling(args, size, w)) for size in args.ceiling_sizes]

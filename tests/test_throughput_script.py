@@ -41,9 +41,12 @@ def test_raw_and_build_summaries():
     assert raw["completion_tok_per_s"] == 15.0 and raw["requests_per_min"] == 12.0
     assert raw["prompt_s_per_request"] == 3.5 and raw["gen_s_per_request"] == 3.0
     assert raw["cached_prompt_tokens_per_request"] == 450.0
-    stats = {"kept": 3, "requests": 4, "this_run": {"llm_calls": 4, "completion_tokens": 800}}
+    stats = {"kept": 3, "requests": 4, "this_run": {"llm_calls": 4, "completion_tokens": 800},
+             "repairs": {"case": 1, "fuzzy": 1, "lexicon_added": 7, "dropped:not_found": 1}}
     build = tp.build_summary(stats, wall=20.0, level=2)
     assert build["kept_per_min"] == 9.0 and build["completion_tok_per_s"] == 40.0
+    assert build["kept_ratio"] == 0.75 and build["completion_tokens_per_kept"] == 266.7
+    assert build["align_repairs_per_kept"] == 1.0  # case + fuzzy + not found; lexicon additions are not the aligner's
     assert build["useful_completion_tok_per_s"] == 30.0  # 3 of 4 answers kept
     assert tp.ratio(build["completion_tok_per_s"], raw["completion_tok_per_s"]) == pytest.approx(2.667, abs=1e-3)
     assert tp.ratio(None, 3.0) is None and tp.ratio(1.0, 0.0) is None
@@ -128,3 +131,20 @@ def test_ceiling_runs_against_the_double_and_resumes(tmp_path, capsys):
     assert "| 12 |" in (tmp_path / "throughput.md").read_text()
     assert tp.main(argv) == 0  # second run: the stored measurement is kept, not re-measured
     assert "stored, skipped: ceiling/n=12/concurrency=4" in capsys.readouterr().out
+
+
+def test_format_part_sits_beside_the_json_build_row_of_the_same_n_and_slots():
+    args = tp.parse_args(["--parts", "format", "--n", "40", "--slots", "4"])
+    assert [key for key, _ in tp._plan(args)] == [
+        "format/qwen/threads=%d/ctx=4096/n=40/in_flight=4/inline" % args.threads]
+    row = {"in_flight": 4, "kept": 40, "kept_per_min": 8.0, "kept_ratio": 0.9, "completion_tokens_per_kept": 110.0,
+           "align_repairs_per_kept": 0.2}
+    doc = {"measurements": {
+        "build/x/n=20/in_flight=4": dict(row, kept=20, kept_per_min=1.0),
+        "build/x/n=40/in_flight=4": row,
+        "format/x/n=40/in_flight=4/inline": dict(row, format="inline", kept_per_min=12.0,
+                                                 completion_tokens_per_kept=60.0, align_repairs_per_kept=0.0)}}
+    text = tp.render_markdown(doc)
+    assert "| json | 4 | 40 | 8.0 | 0.9 | 110.0 | 0.2 |" in text
+    assert "| inline | 4 | 40 | 12.0 | 0.9 | 60.0 | 0.0 |" in text
+    assert "Answer formats" not in tp.render_markdown({"measurements": {"build/x/n=40/in_flight=4": row}})
