@@ -163,7 +163,7 @@ def test_k_gold_smoke_run_is_resumable_and_reports_devel_beside_test(tmp_path, m
                                                         text=d)]) for i, (t, d) in enumerate(texts)]
     export_all(run, exs, get_task("ncbi-disease"), {"model": "none"},
                {"requests": 18, "kept": 18, "rejected": 0, "prompt_tokens": 0, "completion_tokens": 0, "repairs": {},
-                "rejections": {}}, {})
+                "rejections": {}}, {"task": "ncbi-disease.v1"})
     out = tmp_path / "kg"
     argv = ["--dataset", str(corpus), "--synthetic", str(run), "--task", "ncbi-disease", "--ks", "0", "4",
             "--seeds", "13", "--max-steps", "2", "--out", str(out), "--validation-limit", "3", "--label", "Disease"]
@@ -177,6 +177,10 @@ def test_k_gold_smoke_run_is_resumable_and_reports_devel_beside_test(tmp_path, m
     assert json.loads((out / "devel" / "scores.json").read_text())["synthetic-gold-k4-s13"]["n_sentences"] == 4
     meta = json.loads((out / "test" / "predictions" / "synthetic-gold-k4-s13.meta.json").read_text())
     assert meta["split"] == "test" and meta["test_corpus"]["records"] == 4
+    assert meta["task"] == get_task("ncbi-disease").registry_name and meta["training"]["seed"] == 13
+    mixed = json.loads((out / "test" / "predictions" / "synthetic-gold+syn-k4-s13.meta.json").read_text())
+    assert mixed["training"]["data"]["task"] == "ncbi-disease.v1"  # the run's version, through sources.json
+    assert [s["kind"] for s in mixed["training"]["data"]["sources"]] == ["corpus", "run"]
     assert len((out / "gold" / "k4-s13" / "train.conll").read_text().strip().split("\n\n")) == 4
     capsys.readouterr()
     assert k_gold.main(argv) == 0

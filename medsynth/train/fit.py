@@ -348,8 +348,8 @@ def data_record(data_dir: Path) -> dict[str, Any]:
     """What a model was trained on, for its train_log.json and every predictions file made with it: the folder,
     a sha256 of its training records (the run's data.jsonl / pairs.jsonl, else its hf/ Arrow files), what
     curation dropped and added (stats.json: the hash alone does not say, e.g., that `varied_terms` copies are in)
-    and the task with its version (the run's, as `quality.runs.run_task_name` reads it; None for combined
-    sources, which list their own)."""
+    and the task with its version (the run's, as `quality.runs.run_task_name` reads it; for a combined set, the
+    task of each run in it, from the `sources.json` that `train.sources` writes beside it, with those sources)."""
     import hashlib
 
     data_dir = Path(data_dir)
@@ -361,11 +361,15 @@ def data_record(data_dir: Path) -> dict[str, Any]:
     from medsynth.paths import portable
     from medsynth.quality.runs import run_stats, run_task_name
 
+    from medsynth.train.sources import read_sources
+
     stats = run_stats(data_dir)
+    sources = read_sources(data_dir)
+    tasks = sorted({r.get("task") for r in sources if r.get("task")})
     record = {"path": portable(data_dir), "sha256": digest.hexdigest()[:16] if files else None,
-              "task": run_task_name(data_dir, stats)}
+              "task": run_task_name(data_dir, stats) or (", ".join(tasks) if tasks else None)}
     curation = stats.get("curation")
-    return {**record, **({"curation": curation} if curation else {})}
+    return {**record, **({"curation": curation} if curation else {}), **({"sources": sources} if sources else {})}
 
 
 def training_record(model_dir: Path) -> dict[str, Any]:

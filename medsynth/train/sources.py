@@ -46,6 +46,8 @@ class Source:
     content_hash: str = ""
     examples: int = 0
     validation_examples: int = 0
+    task: str = ""  # a run's versioned task (`ner.v1`); "" for a gold corpus
+
 
     def record(self) -> dict[str, Any]:
         return {**asdict(self), "path": portable(self.path)}
@@ -101,7 +103,7 @@ def _run_rows(src: Source, config: Any) -> tuple[list[dict], list[dict], str]:
     val = rows(data["validation"]) if data["val_source"] == "validation split" else []
     if not val:  # the run had no validation split: the held-out rows go back into train
         train += rows(data["validation"])
-    src.kind, src.format, src.split = "run", "hf", "train"
+    src.kind, src.format, src.split, src.task = "run", "hf", "train", _run_task(src.path)
     src.content_hash = _records_hash([IOBSentence(r["tokens"], r["tags"], "") for r in train])
     src.examples, src.validation_examples = len(train), len(val)
     return train, val, names
@@ -165,6 +167,7 @@ def combine_ner(sources: list[Source], work: Path, config: Any, label_map: dict[
         parts["validation"] = ds(val)
     _fresh(work)
     save_quietly(DatasetDict(parts), work / "hf")
+    write_sources(work, sources)
     return work
 
 
@@ -191,7 +194,7 @@ def combine_re(sources: list[Source], work: Path, label_map: dict[str, str] | No
             pairs = read_pairs(src.path / "pairs.jsonl")
             t = [p for p in pairs if p.split == "train"]
             v = [p for p in pairs if p.split != "train"]
-            src.kind, src.format, src.split = "run", "pairs.jsonl", "train"
+            src.kind, src.format, src.split, src.task = "run", "pairs.jsonl", "train", _run_task(src.path)
             src.content_hash, src.examples, src.validation_examples = _records_hash(t), len(t), len(v)
             run_val += v
         else:
@@ -202,10 +205,35 @@ def combine_re(sources: list[Source], work: Path, label_map: dict[str, str] | No
     val = [p.model_copy(update={"split": "validation"}) for p in (gold_val or run_val)]
     _fresh(work)
     write_pairs(work / "pairs.jsonl", [*train, *val])
+    write_sources(work, sources)
     return work
 
 
 # --- provenance ---------------------------------------------------------------------------------------------------
+
+
+SOURCES_FILE = "sources.json"
+
+
+def _run_task(path: Path) -> str:
+    from medsynth.quality.runs import run_task_name
+
+    return run_task_name(path) or ""
+
+
+def write_sources(work: Path, sources: list[Source]) -> None:
+    """`sources.json` beside a combined set, so whatever trains on the folder later (`train_log.json`, every
+    predictions `.meta.json`) can still say which runs, task versions and gold corpora went into it."""
+    (work / SOURCES_FILE).write_text(json.dumps([s.record() for s in sources], indent=2) + "\n", encoding="utf-8")
+
+
+def read_sources(folder: Path) -> list[dict]:
+    """The records `write_sources` left in a combined folder; [] for a run or an unreadable file."""
+    try:
+        records = json.loads((Path(folder) / SOURCES_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError, UnicodeDecodeError):
+        return []
+    return records if isinstance(records, list) else []
 
 
 def _fresh(work: Path) -> None:

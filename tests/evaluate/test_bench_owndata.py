@@ -107,7 +107,7 @@ def test_bench_on_a_corpus_the_project_has_never_seen(tmp_path, task_file, run, 
     assert scores["zero-shot"]["overall"]["f1"] == pytest.approx(1.0) and scores["zero-shot"]["n_sentences"] == 8
     for name in ("zero-shot", "synthetic"):
         meta = json.loads((out / "predictions" / f"{name}.meta.json").read_text())
-        assert meta["split"] == "test"
+        assert meta["split"] == "test" and meta["task"] == "herbs.v1"  # the task version scored (and prompted)
         described = meta["test_corpus"]
         assert described["spec"] == str(dataset) and described["format"] == layout
         assert described["records"] == 8 and re.fullmatch(r"[0-9a-f]{16}", described["content_hash"])

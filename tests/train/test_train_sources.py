@@ -36,7 +36,7 @@ def run(tmp_path) -> Path:
     out.mkdir()
     export_all(out, exs, get_task("ncbi-disease"), {"model": "none"},
                {"requests": 20, "kept": 20, "rejected": 0, "prompt_tokens": 0, "completion_tokens": 0, "repairs": {},
-                "rejections": {}}, {})
+                "rejections": {}}, {"task": get_task("ncbi-disease").registry_name})
     return out
 
 
@@ -70,6 +70,10 @@ def test_train_on_a_gold_file_and_a_run_records_every_source(tmp_path, run, capf
     assert by_path[str(run)]["kind"] == "run" and by_path[str(run)]["format"] == "hf"
     assert by_path[str(single)]["examples"] == 3 and "whole file" in by_path[str(single)]["split"]
     assert all(len(s["content_hash"]) == 16 for s in log["sources"])
+    task = get_task("ncbi-disease").registry_name
+    assert by_path[str(run)]["task"] == task and by_path[str(gold)]["task"] == ""
+    # the combined folder says what went into it, so a model trained on it later still records the task version
+    assert log["data"]["task"] == task and [s["path"] for s in log["data"]["sources"]] == [s["path"] for s in log["sources"]]
     assert log["validation_from"] == f"devel split of {gold}"  # gold devel wins over the run's validation split
     assert log["metrics"]["validation_examples"] == 4
     assert log["config"]["use_weights"] is True

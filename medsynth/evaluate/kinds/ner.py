@@ -131,7 +131,8 @@ class NERKind:
         corpus, to_corpus = open_corpus(cfg, cfg.task.label_names)
         test_all = corpus.split(cfg.split)
         mapping = corpora.label_mapping(cfg.task.label_names, corpora.corpus_labels(test_all), to_corpus)
-        meta = {"split": cfg.split, "test_corpus": corpus.describe(cfg.split), "limit": cfg.limit}
+        meta = {"task": cfg.task.registry_name, "split": cfg.split, "test_corpus": corpus.describe(cfg.split),
+                "limit": cfg.limit}
         return TestSet(units=[(None, corpora.sample(test_all, cfg.limit, cfg.seed))], mapping=mapping, meta=meta,
                        corpus=corpus)
 
