@@ -240,13 +240,15 @@ def render_markdown(doc: dict) -> str:
 
 
 def format_table(m: dict) -> list[str]:
-    """Answer formats side by side: each `format/` row beside the json `build/` row of the same n and slots."""
+    """Answer formats side by side: each `format/` row beside a json row of the same n and slots (a `build/`
+    row or the before/after llama-server row, whichever has the kept-ratio columns)."""
     rows = []
     for key, v in sorted(m.items()):
         if key.startswith("format/"):
             n = key.split("/n=")[1].split("/")[0]
-            json_row = next((b for k, b in m.items() if k.startswith("build/") and f"/n={n}/" in k
-                             and b["in_flight"] == v["in_flight"]), None)
+            same = [b for k, b in m.items() if (k.startswith("build/") or k.endswith("/llama-server"))
+                    and f"/n={n}/" in k and b["in_flight"] == v["in_flight"]]
+            json_row = max(same, key=lambda b: "kept_ratio" in b, default=None)  # the row with the newer columns
             rows += [("json", json_row), (v["format"], v)] if json_row else [(v["format"], v)]
     if not rows:
         return []

@@ -137,11 +137,12 @@ def test_format_part_sits_beside_the_json_build_row_of_the_same_n_and_slots():
     args = tp.parse_args(["--parts", "format", "--n", "40", "--slots", "4"])
     assert [key for key, _ in tp._plan(args)] == [
         "format/qwen/threads=%d/ctx=4096/n=40/in_flight=4/inline" % args.threads]
-    row = {"in_flight": 4, "kept": 40, "kept_per_min": 8.0, "kept_ratio": 0.9, "completion_tokens_per_kept": 110.0,
+    row = {"in_flight": 4, "kept": 40, "seconds": 300.0, "kept_per_min": 8.0, "kept_ratio": 0.9, "completion_tokens_per_kept": 110.0,
            "align_repairs_per_kept": 0.2}
     doc = {"measurements": {
         "build/x/n=20/in_flight=4": dict(row, kept=20, kept_per_min=1.0),
-        "build/x/n=40/in_flight=4": row,
+        "build/x/n=40/in_flight=4": {"in_flight": 4, "kept": 40, "kept_per_min": 7.0},  # older, without the columns
+        "before/x/n=40/llama-server": dict(row, engine="llama-server"),
         "format/x/n=40/in_flight=4/inline": dict(row, format="inline", kept_per_min=12.0,
                                                  completion_tokens_per_kept=60.0, align_repairs_per_kept=0.0)}}
     text = tp.render_markdown(doc)
