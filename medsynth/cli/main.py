@@ -165,6 +165,8 @@ def generate_or_export(args: argparse.Namespace, out: Path, cfg, already_built, 
     if already_built(cfg) and args.base_url is None:
         return export_existing(cfg)  # nothing to generate: no need to start the local LLM at all
     with _session(args, log_dir=out) as session:
+        if "served_by" in type(cfg).model_fields:
+            cfg = cfg.model_copy(update={"served_by": session.served_by()})
         return run(cfg, session.client, session.model_name, session.restart)
 
 

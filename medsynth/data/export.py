@@ -414,6 +414,22 @@ LLM requests: {totals['requests']} ({totals['kept']} kept, {totals['rejected']} 
 {_relation_files(task)}"""
 
 
+def _served_md(stats: dict) -> str:
+    """Which server, slots and engine made this invocation's answers (`stats.this_run.served_by` and `engine`);
+    empty for a run re-exported without an LLM."""
+    run = stats.get("this_run") or {}
+    served = run.get("served_by") or {}
+    if not served:
+        return ""
+    if served.get("server") == "remote":
+        what = f"{served.get('endpoints', 1)} OpenAI-compatible endpoint(s)"
+    else:
+        what = (f"the embedded `{served.get('server')}`, {served.get('slots')} slot(s) of {served.get('context')} "
+                f"tokens, {served.get('threads')} threads")
+    return (f"\n## Served by (this run)\n- {what}; {served.get('in_flight')} requests in flight; engine "
+            f"`{run.get('engine', 'local')}`\n")
+
+
 def _endpoints_md(stats: dict) -> str:
     """Which endpoints (credential-free URLs) and served models made this invocation's answers, when several
     endpoints were pooled (`stats.this_run.endpoints`, see medsynth.llm.pool); empty otherwise."""
@@ -499,8 +515,8 @@ def _write_set(out_dir: Path, examples: list[Example], task: TaskSpec, identity:
     write_spacy(parts, out_dir / "spacy")
     sizes = {s: len(v) for s, v in parts.items()}
     quality = quality_report(examples, task, out_dir, None, stats.get("curation"), read_from=quality_dir)
-    _atomic_write(out_dir / "README.md", card(task, identity, desc, totals, sizes) + _endpoints_md(stats) + "\n"
-                  + quality["card"])
+    _atomic_write(out_dir / "README.md", card(task, identity, desc, totals, sizes) + _served_md(stats)
+                  + _endpoints_md(stats) + "\n" + quality["card"])
     _atomic_write(out_dir / "stats.json", json.dumps({**stats, "dataset": desc, "splits": sizes,
                                                       "quality": quality["summary"]}, indent=2) + "\n")
 

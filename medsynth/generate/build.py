@@ -62,6 +62,8 @@ class BuildConfig(BaseModel):
     votes: int = Field(default=1, ge=1, le=15, description="annotate mode: label each text this many times (one "
                        "greedy, the rest sampled) and keep the spans a majority returns (self-consistency)")
     curate: CurateConfig = Field(default_factory=CurateConfig)
+    served_by: dict | None = Field(default=None, description="the server, slots and requests in flight that "
+                                   "answer (LLMSession.served_by); for stats.json and the card, not the identity")
     engine: Literal["local", "ray"] = Field(default="local", description="what runs the slots: this process's "
                                             "async loop, or a Ray Data pipeline (medsynth.generate.ray_engine)")
     progress: bool = True
@@ -332,7 +334,7 @@ def finish(store: RunStore, cfg: BuildConfig, identity: dict, run_info: dict, ll
         "completion_tokens": totals["completion_tokens"],
         "completion_tokens_per_kept": round(totals["completion_tokens"] / max(len(examples), 1), 1),
         "seconds": run_info.get("seconds", 0.0), "repairs": totals["repairs"], "rejections": totals["rejections"],
-        "this_run": {**llm_stats, **run_info},
+        "this_run": {**llm_stats, **run_info, **({"served_by": cfg.served_by} if cfg.served_by else {})},
         "notes": "llm_calls, cache_hits, retries, seconds and this_run describe this invocation; the other "
                  "counters cover every request that produced this dataset (cumulative over resumes).",
     }

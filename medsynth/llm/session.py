@@ -57,6 +57,17 @@ class LLMSession:
     restart: Callable[[], bool] | None  # restarts a dead embedded server; None for remote endpoints
     server: "LocalServer | None" = None  # the embedded server (engine, slots, URLs); None for remote endpoints
 
+    def served_by(self) -> dict:
+        """What answers this session's requests, for stats.json and the dataset card (no URLs: they may carry
+        credentials): the embedded server's engine, slots, threads and context per slot, or how many remote
+        endpoints; and the requests kept in flight in all."""
+        in_flight = self.client.config.concurrency
+        if self.server is not None:
+            s = self.server
+            return {"server": s.engine, "slots": s.slots, "threads": s.n_threads, "context": s.n_ctx,
+                    "in_flight": in_flight}
+        return {"server": "remote", "endpoints": len(split_urls(self.client.config.base_url)), "in_flight": in_flight}
+
 
 def _remote_client(urls: list[str], model: str, common: dict, cache: ResponseCache | None,
                    allow_mixed_models: bool) -> LLMClient | EndpointPool:

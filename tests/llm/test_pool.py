@@ -192,6 +192,8 @@ def test_two_endpoints_one_killed_mid_run_give_the_one_endpoint_dataset(cache_en
     assert stats["this_run"]["retry_reasons"]["failover"] >= 1
     card = (cache_env / "pool" / "README.md").read_text()
     assert all(f"`{url}`" in card for url in urls)
+    assert stats["this_run"]["served_by"] == {"server": "remote", "endpoints": 2, "in_flight": 4}
+    assert "- 2 OpenAI-compatible endpoint(s); 4 requests in flight; engine `local`" in card
 
 
 def test_endpoints_serving_different_models_are_refused(cache_env, capsys):

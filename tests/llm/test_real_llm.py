@@ -54,6 +54,9 @@ def test_build_ner_end_to_end_on_the_tiny_local_llm(tmp_path):
     stats = _check_dataset(out, 3)
     assert stats["llm_calls"] >= 3 and stats["model"].lower().startswith("smollm2")
     assert (out / "llm-server.log").exists()
+    served = stats["this_run"]["served_by"]  # which server, slots and engine made the data: stats and card
+    assert served["server"] in ("llama-server", "llama-cpp-python") and served["in_flight"] == served["slots"] >= 1
+    assert f"the embedded `{served['server']}`, {served['slots']} slot(s)" in (out / "README.md").read_text()
     # Same command again: everything from the store, no LLM call, same data.
     before = (out / "data.jsonl").read_bytes()
     again = _build(out, cache, "--llm", "tiny", "--n", "3")
