@@ -11,7 +11,8 @@ for seeds 13 14 15, scores every model on devel and then on test, and writes und
 
   data/<point>/            the training set of each point (`medsynth.train.sources`: gold + run, hf/ layout)
   devel/, test/            bench results folders (predictions/*.jsonl + .meta.json, scores.json, table.md)
-  summary.md, summary.json F1 mean ± sd over seeds per (k, recipe), devel beside test
+  summary.md, summary.json F1 mean ± sd over seeds per (k, recipe), devel beside test, over every stored
+                           point (not only the --ks / --seeds of this invocation); --report-only rewrites them
 
 Resumable: a point whose devel and test predictions exist is skipped; a model trained for devel is reused for test
 (copied, never retrained). Selection protocol (benchmarks/README.md): the synthetic run and every training option
@@ -28,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import re
 import shutil
 import statistics
 import sys
@@ -63,6 +65,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="choose epochs on one seeded sample of N devel sentences (the same for every point) "
                         "instead of all of devel; scoring still uses the whole split")
     p.add_argument("--label", default=None, help="also summarise this label's strict F1 (per_type in scores.json)")
+    p.add_argument("--report-only", action="store_true",
+                   help="train nothing: rewrite summary.md / .json from the stored scores (every stored point)")
     return p.parse_args(argv)
 
 
@@ -149,16 +153,26 @@ def run_point(args: argparse.Namespace, task, out: Path, corpus, recipe: str, k:
     return True
 
 
-def summarise(out: Path, ks: list[int], seeds: list[int], label: str | None = None) -> dict:
-    """F1 mean ± sd over seeds per (k, recipe), devel beside test, from the stored scores alone; with `label`,
-    that label's strict F1 too (e.g. Chemical on a two-label corpus)."""
+_POINT = re.compile(r"^synthetic-(?P<recipe>gold|gold\+syn)-k(?P<k>\d+)-s(?P<seed>\d+)$")
+
+
+def stored_points(scores: dict) -> list[tuple[str, int]]:
+    """(recipe, k) of every point with stored scores, in curve order (k, then gold before gold+syn): the summary
+    covers all of them, whichever --ks and --seeds the last invocation named."""
+    found = {(m["recipe"], int(m["k"])) for name in scores if (m := _POINT.match(name))}
+    return sorted(found, key=lambda rk: (rk[1], rk[0] != "gold"))
+
+
+def summarise(out: Path, label: str | None = None) -> dict:
+    """F1 mean ± sd over the stored seeds per (k, recipe), devel beside test, from the stored scores alone; with
+    `label`, that label's strict F1 too (e.g. Chemical on a two-label corpus)."""
     scores = {split: _scores(out / split) for split in SPLITS}
     table: dict = {}
-    for recipe, k, _ in points(ks, seeds[:1]):
+    for recipe, k in stored_points({**scores["devel"], **scores["test"]}):
         row = {}
         for split in SPLITS:
-            found = [scores[split][f"synthetic-{point_name(recipe, k, s)}"] for s in seeds
-                     if f"synthetic-{point_name(recipe, k, s)}" in scores[split]]
+            found = [f for name, f in sorted(scores[split].items())
+                     if (m := _POINT.match(name)) and (m["recipe"], int(m["k"])) == (recipe, k)]
             row[split] = _mean_sd([f["overall"]["f1"] for f in found])
             if label:
                 row[f"{split} {label}"] = _mean_sd([f["per_type"][label]["f1"] for f in found
@@ -206,10 +220,10 @@ def main(argv: list[str] | None = None) -> int:
             raise MedsynthError(f"the k-gold protocol needs train, devel and test splits; missing {', '.join(missing)}",
                                 where=args.dataset)
         base = TrainConfig(**{k: v for k, v in (("max_steps", args.max_steps), ("epochs", args.epochs)) if v})
-        for recipe, k, seed in points(args.ks, args.seeds):
+        for recipe, k, seed in ([] if args.report_only else points(args.ks, args.seeds)):
             done = run_point(args, task, out, corpus, recipe, k, seed, base)
             print(f"{point_name(recipe, k, seed)}: {'trained and scored' if done else 'already done'}", flush=True)
-        summarise(out, args.ks, args.seeds, args.label)
+        summarise(out, args.label)
         print((out / "summary.md").read_text(encoding="utf-8"))
     except MedsynthError as err:
         print(f"k_gold: error: {err}", file=sys.stderr)

@@ -185,3 +185,7 @@ def test_k_gold_smoke_run_is_resumable_and_reports_devel_beside_test(tmp_path, m
     capsys.readouterr()
     assert k_gold.main(argv) == 0
     assert capsys.readouterr().out.count("already done") == 3
+    # A later invocation for fewer points (or --report-only) still summarises every stored point.
+    assert k_gold.main([*argv[:argv.index("--ks")], "--ks", "0", *argv[argv.index("--seeds"):], "--report-only"]) == 0
+    assert "trained" not in capsys.readouterr().out
+    assert set(json.loads((out / "summary.json").read_text())) == {"gold+syn k=0", "gold k=4", "gold+syn k=4"}
