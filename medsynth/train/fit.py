@@ -360,7 +360,6 @@ def data_record(data_dir: Path) -> dict[str, Any]:
         digest.update(f.relative_to(data_dir).as_posix().encode() + b"\0" + f.read_bytes())
     from medsynth.paths import portable
     from medsynth.quality.runs import run_stats, run_task_name
-
     from medsynth.train.sources import read_sources
 
     stats = run_stats(data_dir)
@@ -374,15 +373,17 @@ def data_record(data_dir: Path) -> dict[str, Any]:
 
 def training_record(model_dir: Path) -> dict[str, Any]:
     """The training facts of a saved model (seed, every option, data hash, task version, sources) from its
-    train_log.json, so a predictions file says which model made it; {} for a folder without one."""
+    train_log.json, so a predictions file says which model made it; {} for a folder without one. Sources appear
+    once: under `data` when the combined folder listed them, else from the log's own list."""
     path = Path(model_dir) / "train_log.json"
     try:
         log = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError, UnicodeDecodeError):
         return {}
     config = log.get("config") or {}
+    data = log.get("data") or {}
     return {"seed": config.get("seed"), "options": config, "data": log.get("data"),
-            **({"sources": log["sources"]} if log.get("sources") else {})}
+            **({"sources": log["sources"]} if log.get("sources") and not data.get("sources") else {})}
 
 
 def write_model_files(out_dir: Path, label_map: dict, config: TrainConfig, log: list[dict], metrics: dict,

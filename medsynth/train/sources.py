@@ -48,7 +48,6 @@ class Source:
     validation_examples: int = 0
     task: str = ""  # a run's versioned task (`ner.v1`); "" for a gold corpus
 
-
     def record(self) -> dict[str, Any]:
         return {**asdict(self), "path": portable(self.path)}
 
