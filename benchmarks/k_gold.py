@@ -156,23 +156,30 @@ def run_point(args: argparse.Namespace, task, out: Path, corpus, recipe: str, k:
 _POINT = re.compile(r"^synthetic-(?P<recipe>gold|gold\+syn)-k(?P<k>\d+)-s(?P<seed>\d+)$")
 
 
-def stored_points(scores: dict) -> list[tuple[str, int]]:
-    """(recipe, k) of every point with stored scores, in curve order (k, then gold before gold+syn): the summary
-    covers all of them, whichever --ks and --seeds the last invocation named."""
-    found = {(m["recipe"], int(m["k"])) for name in scores if (m := _POINT.match(name))}
-    return sorted(found, key=lambda rk: (rk[1], rk[0] != "gold"))
+def stored_points(scores: dict) -> dict[tuple[str, int], list[dict]]:
+    """Every stored point's scores grouped by (recipe, k): the summary covers all of them, whichever --ks and
+    --seeds the last invocation named."""
+    found: dict[tuple[str, int], list[dict]] = {}
+    for name, f in sorted(scores.items()):
+        if m := _POINT.match(name):
+            found.setdefault((m["recipe"], int(m["k"])), []).append(f)
+    return found
+
+
+def _curve_order(point: tuple[str, int]) -> tuple[int, bool]:
+    """k ascending, gold alone before gold+syn."""
+    return point[1], point[0] != "gold"
 
 
 def summarise(out: Path, label: str | None = None) -> dict:
     """F1 mean ± sd over the stored seeds per (k, recipe), devel beside test, from the stored scores alone; with
     `label`, that label's strict F1 too (e.g. Chemical on a two-label corpus)."""
-    scores = {split: _scores(out / split) for split in SPLITS}
+    by_split = {split: stored_points(_scores(out / split)) for split in SPLITS}
     table: dict = {}
-    for recipe, k in stored_points({**scores["devel"], **scores["test"]}):
+    for recipe, k in sorted(set(by_split["devel"]) | set(by_split["test"]), key=_curve_order):
         row = {}
         for split in SPLITS:
-            found = [f for name, f in sorted(scores[split].items())
-                     if (m := _POINT.match(name)) and (m["recipe"], int(m["k"])) == (recipe, k)]
+            found = by_split[split].get((recipe, k), [])
             row[split] = _mean_sd([f["overall"]["f1"] for f in found])
             if label:
                 row[f"{split} {label}"] = _mean_sd([f["per_type"][label]["f1"] for f in found

@@ -221,9 +221,7 @@ def render_markdown(doc: dict) -> str:
             if engine in before:
                 v = before[engine]
                 lines.append(f"| {engine} | {v['in_flight']} | {v['kept']} | {v['seconds']} | {v['kept_per_min']} |")
-        speed = ratio(before.get("llama-server", {}).get("kept_per_min"),
-                      before.get("llama-cpp-python", {}).get("kept_per_min"))
-        lines += ["", f"speedup (kept_per_min after ÷ before): {speed if speed is not None else '–'}", ""]
+        lines += ["", f"speedup (kept_per_min after ÷ before): {shown(h['speedup'])}", ""]
     lines += format_table(m)
     ceiling = [v for k, v in m.items() if k.startswith("ceiling/")]
     if ceiling:
