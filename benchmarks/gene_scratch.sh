@@ -86,3 +86,26 @@ for s in 13 14 15; do
   MODELS+=(--model conv2-vary3-s$s=models/gene-conv2-vary3-s$s)
 done
 $M bench ner --dataset chemprot-gene --split devel --limit 250 --task-file $T "${MODELS[@]}" --out $OUT
+
+# 8. (session 18) 500 generated examples: the committed run resumed from 150 to 500 (same task, same derived
+#    conventions; the first 150 are unchanged, so every row above replays), exported with the recipe's
+#    `--vary-distractors 3`, seeds 13-15. Then (seed 13, not adopted) the 600 LLM-labelled other-corpus sentences
+#    kept only where the 500-example model returns the same spans (benchmarks/agree_filter.py), mixed in.
+$M build ner --task-file $T --reference chemprot-gene --n 500 --out benchmarks/data/gene-scratch-qwen
+$M export --run benchmarks/data/gene-scratch-qwen --n 500 --task-file $T --vary-distractors 3 --out runs/gene-gen500-vary3
+MODELS=()
+for s in 13 14 15; do
+  $M train --data runs/gene-gen500-vary3 --out models/gene-gen500-vary3-s$s --seed $s
+  MODELS+=(--model gen500-vary3-s$s=models/gene-gen500-vary3-s$s)
+done
+.venv/bin/python benchmarks/agree_filter.py --model models/gene-gen500-vary3-s13 \
+  --data benchmarks/data/gene-annot-other600-qwen --out runs/gene-annot600-agreed
+$M train --data runs/gene-gen500-vary3 --data runs/gene-annot600-agreed --out models/gene-gen500-agree-s13 --seed 13
+MODELS+=(--model gen500-agree-s13=models/gene-gen500-agree-s13)
+$M bench ner --dataset chemprot-gene --split devel --limit 250 --task-file $T "${MODELS[@]}" --out $OUT
+
+# 9. (session 18) the test split, scored once for the best devel recipe (500 generated + varied copies), beside
+#    zero-shot prompting on the same 250 seeded test sentences.
+$M bench ner --dataset chemprot-gene --split test --limit 250 --task-file $T --systems zero-shot \
+  --model gen500-vary3-s13=models/gene-gen500-vary3-s13 --model gen500-vary3-s14=models/gene-gen500-vary3-s14 \
+  --model gen500-vary3-s15=models/gene-gen500-vary3-s15 --out benchmarks/results/gene-scratch-chemprot-test

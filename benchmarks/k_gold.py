@@ -34,6 +34,7 @@ import shutil
 import statistics
 import sys
 from pathlib import Path
+from typing import Sequence
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -55,6 +56,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--task-file", default=None)
     p.add_argument("--ks", type=int, nargs="+", default=list(KS))
     p.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
+    p.add_argument("--recipes", nargs="+", choices=RECIPES, default=list(RECIPES),
+                   help="which points to train (gold+syn alone: when another folder already has the gold-alone "
+                        "points of the same seeds)")
     p.add_argument("--out", default=None, help="default benchmarks/results/k-gold-<dataset>")
     p.add_argument("--data-dir", default=None)
     p.add_argument("--label-map", default=None, help="CORPUS=TASK pairs, as bench takes them")
@@ -99,9 +103,13 @@ def point_name(recipe: str, k: int, seed: int) -> str:
     return f"{recipe}-k{k}-s{seed}"
 
 
-def points(ks: list[int], seeds: list[int]) -> list[tuple[str, int, int]]:
+RECIPES = ("gold", "gold+syn")
+
+
+def points(ks: list[int], seeds: list[int], recipes: Sequence[str] = RECIPES) -> list[tuple[str, int, int]]:
     """(recipe, k, seed) to run: gold alone needs k > 0."""
-    return [(r, k, s) for k in ks for s in seeds for r in ("gold", "gold+syn") if not (r == "gold" and k == 0)]
+    return [(r, k, s) for k in ks for s in seeds for r in RECIPES
+            if r in recipes and not (r == "gold" and k == 0)]
 
 
 def training_data(args: argparse.Namespace, out: Path, corpus, recipe: str, k: int, seed: int, config) -> Path:
@@ -227,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
             raise MedsynthError(f"the k-gold protocol needs train, devel and test splits; missing {', '.join(missing)}",
                                 where=args.dataset)
         base = TrainConfig(**{k: v for k, v in (("max_steps", args.max_steps), ("epochs", args.epochs)) if v})
-        for recipe, k, seed in ([] if args.report_only else points(args.ks, args.seeds)):
+        for recipe, k, seed in ([] if args.report_only else points(args.ks, args.seeds, args.recipes)):
             done = run_point(args, task, out, corpus, recipe, k, seed, base)
             print(f"{point_name(recipe, k, seed)}: {'trained and scored' if done else 'already done'}", flush=True)
         summarise(out, args.label)

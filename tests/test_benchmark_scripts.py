@@ -189,3 +189,47 @@ def test_k_gold_smoke_run_is_resumable_and_reports_devel_beside_test(tmp_path, m
     assert k_gold.main([*argv[:argv.index("--ks")], "--ks", "0", *argv[argv.index("--seeds"):], "--report-only"]) == 0
     assert "trained" not in capsys.readouterr().out
     assert set(json.loads((out / "summary.json").read_text())) == {"gold+syn k=0", "gold k=4", "gold+syn k=4"}
+
+
+def test_k_gold_points_can_leave_out_gold_alone():
+    """`--recipes gold+syn` trains only the mixed points (the gold-alone points may live in another folder)."""
+    k_gold = benchmark_script("k_gold")
+    assert k_gold.points([0, 200], [13]) == [("gold+syn", 0, 13), ("gold", 200, 13), ("gold+syn", 200, 13)]
+    assert k_gold.points([0, 200], [13, 14], ["gold+syn"]) == [
+        ("gold+syn", 0, 13), ("gold+syn", 0, 14), ("gold+syn", 200, 13), ("gold+syn", 200, 14)]
+    assert k_gold.parse_args(["--dataset", "d", "--synthetic", "r", "--recipes", "gold+syn"]).recipes == ["gold+syn"]
+
+
+def test_agree_filter_keeps_only_identical_labellings(tmp_path, monkeypatch, capsys):
+    """benchmarks/agree_filter.py: a sentence stays when the model's spans equal the LLM's (none = none), and every
+    dropped one is counted by how the two disagreed."""
+    from medsynth.records import Entity, Example
+
+    agree = benchmark_script("agree_filter")
+
+    def ent(text: str, word: str) -> Entity:
+        return Entity(start=text.index(word), end=text.index(word) + len(word), label="Gene", text=word)
+
+    texts = ["BRCA1 binds p53 .", "No gene here .", "TP53 was mutated .", "Aspirin was given .", "KRAS and EGFR ."]
+    llm = [["BRCA1", "p53"], [], ["TP53"], ["Aspirin"], ["KRAS"]]
+    model = [["BRCA1", "p53"], [], [], [], ["EGFR"]]
+    data = tmp_path / "run"
+    data.mkdir()
+    (data / "data.jsonl").write_text("".join(
+        Example(id=f"e{i}", text=t, entities=[ent(t, w) for w in ws]).model_dump_json() + "\n"
+        for i, (t, ws) in enumerate(zip(texts, llm))), encoding="utf-8")
+
+    class Fake:
+        def __init__(self, model_dir):
+            pass
+
+        def predict(self, batch):
+            return [[ent(t, w) for w in model[texts.index(t)]] for t in batch]
+
+    monkeypatch.setattr(agree, "NERPredictor", Fake)
+    assert agree.main(["--model", "m", "--data", str(data), "--out", str(tmp_path / "out")]) == 0
+    kept = [json.loads(line)["id"] for line in (tmp_path / "out" / "data.jsonl").read_text().splitlines()]
+    assert kept == ["e0", "e1"]
+    report = json.loads((tmp_path / "out" / "agreement.json").read_text())
+    assert report["kept_without_mentions"] == 1
+    assert report["dropped"] == {"llm_spans_model_none": 2, "model_spans_llm_none": 0, "spans_differ": 1}
