@@ -109,3 +109,11 @@ $M bench ner --dataset chemprot-gene --split devel --limit 250 --task-file $T "$
 $M bench ner --dataset chemprot-gene --split test --limit 250 --task-file $T --systems zero-shot \
   --model gen500-vary3-s13=models/gene-gen500-vary3-s13 --model gen500-vary3-s14=models/gene-gen500-vary3-s14 \
   --model gen500-vary3-s15=models/gene-gen500-vary3-s15 --out benchmarks/results/gene-scratch-chemprot-test
+
+# 10. (session 18, not adopted) the NCBI recipe's repairs on the 500-example export: span rules from the derived
+#     conventions and lone-abbreviation copies (seed 13).
+$M export --run benchmarks/data/gene-scratch-qwen --n 500 --task-file $T --vary-distractors 3 --reuse-abbreviations \
+  --apply-span-rules --out runs/gene-gen500-vary3-spans-abbr
+$M train --data runs/gene-gen500-vary3-spans-abbr --out models/gene-gen500-vary3-spans-abbr-s13 --seed 13
+$M bench ner --dataset chemprot-gene --split devel --limit 250 --task-file $T \
+  --model gen500-vary3-spans-abbr-s13=models/gene-gen500-vary3-spans-abbr-s13 --out $OUT
