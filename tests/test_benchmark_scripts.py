@@ -200,7 +200,7 @@ def test_k_gold_points_can_leave_out_gold_alone():
     assert k_gold.parse_args(["--dataset", "d", "--synthetic", "r", "--recipes", "gold+syn"]).recipes == ["gold+syn"]
 
 
-def test_agree_filter_keeps_only_identical_labellings(tmp_path, monkeypatch, capsys):
+def test_agree_filter_keeps_only_identical_labellings(tmp_path, monkeypatch):
     """benchmarks/agree_filter.py: a sentence stays when the model's spans equal the LLM's (none = none), and every
     dropped one is counted by how the two disagreed."""
     from medsynth.records import Entity, Example
