@@ -21,11 +21,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from medsynth.quality.runs import read_examples_jsonl  # noqa: E402
+from medsynth.records import span_keys  # noqa: E402
 from medsynth.train.predict import NERPredictor  # noqa: E402
-
-
-def span_set(entities) -> set[tuple[int, int, str]]:
-    return {(e.start, e.end, e.label) for e in entities}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -39,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     pred = NERPredictor(Path(args.model)).predict([ex.text for ex in examples])
     kept, both_empty, llm_only, model_only, differ = [], 0, 0, 0, 0
     for ex, ents in zip(examples, pred):
-        a, b = span_set(ex.entities), span_set(ents)
+        a, b = span_keys(ex.entities), span_keys(ents)
         if a == b:
             kept.append(ex)
             both_empty += not a

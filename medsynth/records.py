@@ -27,6 +27,11 @@ class Entity(BaseModel):
     text: str
 
 
+def span_keys(entities: Sequence[Entity]) -> set[tuple[int, int, str]]:
+    """The (start, end, label) of each entity: two labellings of one text agree exactly when these sets are equal."""
+    return {(e.start, e.end, e.label) for e in entities}
+
+
 class Relation(BaseModel):
     head: int = Field(ge=0, description="index into Example.entities")
     tail: int = Field(ge=0, description="index into Example.entities")

@@ -44,7 +44,7 @@ from medsynth.data.tokens import spans_to_bio, tokenize
 from medsynth.train.ner import TrainConfig, card_data_dir
 from medsynth.chat.coach import (COACH_VERSION, SENTENCE_SCHEMA, coach_messages, coach_schema, parse_coach,
                                  parse_sentence, sentence_messages)
-from medsynth.records import Entity, Example
+from medsynth.records import Entity, Example, span_keys
 
 
 def _norm(text: str) -> str:
@@ -220,10 +220,6 @@ def _predict(ctx: RoundCtx, model_dir: Path, rows: list[dict]) -> list[list[Enti
     return ents
 
 
-def _key(entities: list[Entity]) -> set[tuple[int, int, str]]:
-    return {(e.start, e.end, e.label) for e in entities}
-
-
 def review(task: TaskSpec, text: str, predicted: list[Entity], raw: str | None, counters: Counter) -> dict:
     """One coach answer → a review row; `entities` is None when the example is skipped."""
     row: dict[str, Any] = {"text": text, "predicted": [e.model_dump() for e in predicted], "verdict": None,
@@ -244,7 +240,7 @@ def review(task: TaskSpec, text: str, predicted: list[Entity], raw: str | None, 
         entities = placed.entities
     row.update(verdict=verdict.verdict, confidence=verdict.confidence, weight=verdict.confidence / 5,
                entities=[e.model_dump() for e in entities],
-               accepted_unchanged=verdict.verdict == "accept" or _key(entities) == _key(predicted))
+               accepted_unchanged=verdict.verdict == "accept" or span_keys(entities) == span_keys(predicted))
     return row
 
 
