@@ -117,3 +117,20 @@ $M export --run benchmarks/data/gene-scratch-qwen --n 500 --task-file $T --vary-
 $M train --data runs/gene-gen500-vary3-spans-abbr --out models/gene-gen500-vary3-spans-abbr-s13 --seed 13
 $M bench ner --dataset chemprot-gene --split devel --limit 250 --task-file $T \
   --model gen500-vary3-spans-abbr-s13=models/gene-gen500-vary3-spans-abbr-s13 --out $OUT
+
+# 11. (session 19) decode steps at prediction (`DecodeConfig`): the same 500-example export, re-exported so its
+#     stats.json carries the task's span rules (derived conventions included; same data hash), trained again
+#     (seeds 13-15) so the models apply them; scored on devel with the rules only (--min-confidence 0) and with
+#     the defaults (rules + confidence threshold 0.9, chosen on devel by benchmarks/decode_sweep.py), then the
+#     defaults once on test.
+$M export --run benchmarks/data/gene-scratch-qwen --n 500 --task-file $T --vary-distractors 3 --out runs/gene-gen500-vary3
+RULES=(); DECODE=()
+for s in 13 14 15; do
+  $M train --data runs/gene-gen500-vary3 --out models/gene-gen500-rules-s$s --seed $s
+  RULES+=(--model gen500-rules-s$s=models/gene-gen500-rules-s$s)
+  DECODE+=(--model gen500-decode-s$s=models/gene-gen500-rules-s$s)
+done
+$M bench ner --dataset chemprot-gene --split devel --limit 250 --task-file $T "${RULES[@]}" --min-confidence 0 --out $OUT
+$M bench ner --dataset chemprot-gene --split devel --limit 250 --task-file $T "${DECODE[@]}" --out $OUT
+$M bench ner --dataset chemprot-gene --split test --limit 250 --task-file $T "${DECODE[@]}" \
+  --out benchmarks/results/gene-scratch-chemprot-test

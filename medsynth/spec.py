@@ -23,6 +23,9 @@ from medsynth.errors import MedsynthError
 LABEL_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_\-]{0,39}$")
 
 
+SPAN_RULE_KEYS = ("span_include", "span_include_after", "span_exclude")
+
+
 class LabelSpec(BaseModel):
     name: str
     definition: str = Field(min_length=3)
@@ -185,6 +188,12 @@ class TaskSpec(BaseModel):
     @property
     def label_names(self) -> list[str]:
         return [label.name for label in self.labels]
+
+    def span_rules(self) -> dict[str, dict[str, list[str]]]:
+        """The labels' span rules as plain data (labels without any rule left out): written to an export's
+        stats.json, carried into the model trained on it, applied again at prediction time."""
+        out = {lab.name: {k: list(getattr(lab, k)) for k in SPAN_RULE_KEYS} for lab in self.labels}
+        return {name: r for name, r in out.items() if any(r.values())}
 
     def excluded_distractor_groups(self) -> list[str]:
         """Vocabulary groups this task never draws: the declared list, else those its labels name."""

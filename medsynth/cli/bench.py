@@ -95,15 +95,19 @@ def _systems(args: argparse.Namespace, models: dict[str, Path]) -> list[str]:
 
 def bench_config(args: argparse.Namespace, out: Path, task):
     """The library's config for a full bench run."""
+    from medsynth.cli.main import decode_config
     from medsynth.evaluate.bench import BenchConfig
 
     models = _models(args.models)
+    if args.kind == "re" and (args.min_confidence is not None or args.no_span_rules):
+        raise UsageError("--min-confidence and --no-span-rules apply to bench ner only")
     return BenchConfig(kind=args.kind, task=task, dataset=args.dataset, split=args.split,
                        systems=_systems(args, models), models=models, out=out,
                        data_dir=args.data_dir, limit=args.limit, seed=args.seed, shots=args.shots,
                        label_map=_label_map(args.label_map), folds=_folds(args.folds),
                        train_data=[Path(p) for p in args.train_data], train=_train_config(args),
-                       retrain=args.retrain, progress=not args.no_progress, name_by_data=args.name_by_data)
+                       retrain=args.retrain, progress=not args.no_progress, name_by_data=args.name_by_data,
+                       decode=decode_config(args))
 
 
 def bench_command(args: argparse.Namespace, session) -> int:

@@ -347,6 +347,27 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_decode_options(p: argparse.ArgumentParser) -> None:
+    """How an NER model's tags become entities (`train.predict.DecodeConfig`); predict and bench ner."""
+    from medsynth.train.predict import DEFAULT_MIN_CONFIDENCE
+    p.add_argument("--min-confidence", type=float, default=None, metavar="P",
+                   help="NER: drop predicted entities whose mean inside-probability is below P (0-1; default "
+                        f"{DEFAULT_MIN_CONFIDENCE}, chosen on devel; 0 keeps every entity)")
+    p.add_argument("--no-span-rules", action="store_true",
+                   help="NER: do not apply the training task's span rules to predicted spans")
+
+
+def decode_config(args: argparse.Namespace):
+    """--min-confidence / --no-span-rules as a DecodeConfig; a value outside 0-1 is one error."""
+    from medsynth.train.predict import DecodeConfig
+
+    value = getattr(args, "min_confidence", None)
+    if value is not None and not 0.0 <= value <= 1.0:
+        raise UsageError("must lie between 0 and 1", field="--min-confidence", value=value)
+    given = {} if value is None else {"min_confidence": value}
+    return DecodeConfig(**given, span_rules=not getattr(args, "no_span_rules", False))
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
     from medsynth.train.predict import NERPredictor
 
@@ -369,7 +390,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if is_spacy_model(model_dir):
         predictor = SpacyPredictor(model_dir)
     else:
-        predictor = NERPredictor(model_dir, device=args.device)
+        predictor = NERPredictor(model_dir, device=args.device, decode=decode_config(args))
     for text, ents in zip(texts, predictor.predict(texts)):
         print(json.dumps({"text": text, "entities": [e.model_dump() for e in ents]}, ensure_ascii=False))
     return 0
@@ -526,6 +547,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
                     help="auto: CUDA when torch sees a GPU (spaCy models run on the CPU)")
     pr.add_argument("text", nargs="*", help="texts to tag")
+    _add_decode_options(pr)
     pr.set_defaults(func=cmd_predict)
 
     be = sub.add_parser("bench", help="score zero-shot LLM vs small models on a real test split")
@@ -559,6 +581,7 @@ def build_parser() -> argparse.ArgumentParser:
     be.add_argument("--out", default=None, help="results folder (default: benchmarks/results/KIND-DATASET)")
     be.add_argument("--seed", type=int, default=DEFAULT_SEED, help="seeds the test sample and the small models")
     _add_weighting_options(be)
+    _add_decode_options(be)
     be.add_argument("--retrain", action="store_true", help="train again even if a model is saved")
     be.add_argument("--report-only", action="store_true", help="recompute tables from stored predictions")
     be.add_argument("--no-progress", action="store_true", help="no progress bars")

@@ -517,8 +517,10 @@ def _write_set(out_dir: Path, examples: list[Example], task: TaskSpec, identity:
     quality = quality_report(examples, task, out_dir, None, stats.get("curation"), read_from=quality_dir)
     _atomic_write(out_dir / "README.md", card(task, identity, desc, totals, sizes) + _served_md(stats)
                   + _endpoints_md(stats) + "\n" + quality["card"])
+    rules = task.span_rules()  # travel to the model (train_log.json) so prediction applies them too
     _atomic_write(out_dir / "stats.json", json.dumps({**stats, "dataset": desc, "splits": sizes,
-                                                      "quality": quality["summary"]}, indent=2) + "\n")
+                                                      "quality": quality["summary"],
+                                                      **({"span_rules": rules} if rules else {})}, indent=2) + "\n")
 
 
 def quality_report(examples: list[Example], task: TaskSpec, out_dir: Path, quality_dir: Path | None,

@@ -36,6 +36,7 @@ from medsynth.paths import portable
 from medsynth.spec import TaskSpec
 from medsynth.train.fit import training_record
 from medsynth.train.ner import TrainConfig
+from medsynth.train.predict import DecodeConfig
 
 if TYPE_CHECKING:  # imported lazily below: the LLM layer is not needed to report from stored predictions
     from medsynth.llm.client import LLMClient
@@ -74,6 +75,7 @@ class BenchConfig(BaseModel):
     # Saved model folders (a `train` output) scored as systems of their own, by name; nothing is trained for
     # them. A name that is also in `systems` (e.g. "synthetic") is served by the folder instead of training.
     models: dict[str, Path] = Field(default_factory=dict)
+    decode: DecodeConfig = Field(default_factory=DecodeConfig)  # NER: how tags become entities (predict too)
 
     @model_validator(mode="before")
     @classmethod

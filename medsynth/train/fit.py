@@ -347,8 +347,9 @@ def save_model(model: Any, tokenizer: Any, out_dir: Path) -> None:
 def data_record(data_dir: Path) -> dict[str, Any]:
     """What a model was trained on, for its train_log.json and every predictions file made with it: the folder,
     a sha256 of its training records (the run's data.jsonl / pairs.jsonl, else its hf/ Arrow files), what
-    curation dropped and added (stats.json: the hash alone does not say, e.g., that `varied_terms` copies are in)
-    and the task with its version (the run's, as `quality.runs.run_task_name` reads it; for a combined set, the
+    curation dropped and added (stats.json: the hash alone does not say, e.g., that `varied_terms` copies are in),
+    the span rules prediction applies again (`spec.TaskSpec.span_rules`, from the run's stats.json or merged from
+    the runs of a combined set) and the task with its version (the run's, as `quality.runs.run_task_name` reads it; for a combined set, the
     task of each run in it, from the `sources.json` that `train.sources` writes beside it, with those sources)."""
     import hashlib
 
@@ -368,7 +369,22 @@ def data_record(data_dir: Path) -> dict[str, Any]:
     record = {"path": portable(data_dir), "sha256": digest.hexdigest()[:16] if files else None,
               "task": run_task_name(data_dir, stats) or (", ".join(tasks) if tasks else None)}
     curation = stats.get("curation")
-    return {**record, **({"curation": curation} if curation else {}), **({"sources": sources} if sources else {})}
+    rules = stats.get("span_rules") or merged_span_rules(
+        run_stats(r["path"]).get("span_rules") for r in sources if r.get("kind") == "run")
+    return {**record, **({"curation": curation} if curation else {}), **({"sources": sources} if sources else {}),
+            **({"span_rules": rules} if rules else {})}
+
+
+def merged_span_rules(parts: Any) -> dict[str, dict[str, list[str]]]:
+    """One set of span rules from several runs' (None for a run without any): per label and kind, the union
+    of the words in first-seen order. A model trained on runs of one task gets that task's rules."""
+    out: dict[str, dict[str, list[str]]] = {}
+    for rules in parts:
+        for label, kinds in (rules or {}).items():
+            for key, words in kinds.items():
+                have = out.setdefault(label, {}).setdefault(key, [])
+                have += [w for w in words if w not in have]
+    return out
 
 
 def training_record(model_dir: Path) -> dict[str, Any]:

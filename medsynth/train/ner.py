@@ -109,11 +109,14 @@ def tag_sentences(
     stride: int = DEFAULT_STRIDE,
     batch_size: int = 32,
     device: str = "cpu",
+    confidences: list[list[float]] | None = None,
 ) -> list[list[str]]:
     """Word-level IOB2 tags for pre-tokenized sentences (one tag per word, repaired to valid IOB2).
 
     Windows from all sentences are sorted by length and batched with padding to the longest in the batch, so
-    short sentences do not pay for long ones. Words the tokenizer drops entirely (zero subwords) get "O"."""
+    short sentences do not pay for long ones. Words the tokenizer drops entirely (zero subwords) get "O".
+    A `confidences` list is filled with each word's probability of being inside some entity (1 - P(O)), from
+    the window its tag came from: what a confidence threshold on predicted entities reads."""
     import torch
 
     budget = max_length - tokenizer.num_special_tokens_to_add(pair=False)
@@ -121,7 +124,8 @@ def tag_sentences(
     jobs: list[tuple[int, int, int]] = []  # (sentence, start, end)
     for si, c in enumerate(counts):
         jobs.extend((si, s, e) for s, e in make_windows(c, budget, stride))
-    best: list[list[tuple[int, str] | None]] = [[None] * len(s) for s in sentences]  # (centrality, tag)
+    best: list[list[tuple[int, str, float] | None]] = [[None] * len(s) for s in sentences]  # (centrality, tag, 1-P(O))
+    outside = next((i for i, lab in id2label.items() if lab == "O"), None)
     if jobs:
         enc = tokenizer(
             [list(sentences[si][s:e]) for si, s, e in jobs],
@@ -145,6 +149,7 @@ def tag_sentences(
                     mask[r, : len(row)] = 1
                 logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
                 pred = logits.argmax(-1).cpu().tolist()
+                inside = (1.0 - logits.softmax(-1)[..., outside]).cpu().tolist() if outside is not None else None
                 for r, j in enumerate(idx):
                     si, s, e = jobs[j]
                     seen: set[int] = set()
@@ -156,9 +161,12 @@ def tag_sentences(
                         score = window_centrality(word, s, e)
                         cur = best[si][word]
                         if cur is None or score > cur[0]:
-                            best[si][word] = (score, id2label[pred[r][pos]])
+                            best[si][word] = (score, id2label[pred[r][pos]],
+                                              inside[r][pos] if inside is not None else 1.0)
         if was_training:
             model.train()
+    if confidences is not None:
+        confidences[:] = [[b[2] if b is not None else 0.0 for b in row] for row in best]
     return [repair_bio([b[1] if b is not None else "O" for b in row], words) for row, words in zip(best, sentences)]
 
 
@@ -436,6 +444,7 @@ def model_card(data_dir: Path, config: TrainConfig, m: dict, log: list[dict]) ->
     if config.use_weights:
         lines.append("- Per-example loss weights from the `weight` column")
     lines += [f"- Note: {n}" for n in m["notes"]]
+    lines += span_rules_lines(data_dir)
     lines += [training_line(config, m), ""]
     if m["val_f1"] is None:  # too few validation examples: nothing was selected on them
         lines += ["## Validation", "", "None: " + m["validation_source"] + ".", ""]
@@ -456,6 +465,17 @@ def model_card(data_dir: Path, config: TrainConfig, m: dict, log: list[dict]) ->
     lines += ["", "## Epochs", "", "| epoch | train loss | val F1 |", "|---|---|---|"]
     lines += [f"| {e['epoch']} | {e['train_loss']:.4f} | {_f1_cell(e.get('val_f1'))} |" for e in log]
     return "\n".join(lines) + "\n"
+
+
+def span_rules_lines(data_dir: Path) -> list[str]:
+    """The card's word on the span rules `predict` applies to this model's spans (from the training data)."""
+    from medsynth.train.fit import data_record
+
+    rules = data_record(data_dir).get("span_rules") or {}
+    words = {"span_include": "before", "span_include_after": "after", "span_exclude": "never first"}
+    return [f"- Span rules applied to predicted {label} spans (`predict --no-span-rules` to skip): "
+            + "; ".join(f"{words[k]}: {', '.join(v)}" for k, v in r.items() if v and k in words)
+            for label, r in sorted(rules.items())]
 
 
 def _f1_cell(f1: float | None) -> str:

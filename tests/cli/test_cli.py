@@ -94,12 +94,13 @@ def test_bench_keeps_the_recorded_training_recipe():
 
 def test_predict_device_reaches_the_predictor(tmp_path, monkeypatch, capsys):
     import medsynth.train.predict as predict
+    from medsynth.train.predict import DecodeConfig
 
     seen = {}
 
     class Fake:
-        def __init__(self, model_dir, device="auto"):
-            seen["device"] = device
+        def __init__(self, model_dir, device="auto", decode=None):
+            seen["device"], seen["decode"] = device, decode
 
         def predict(self, texts):
             return [[] for _ in texts]
@@ -109,6 +110,16 @@ def test_predict_device_reaches_the_predictor(tmp_path, monkeypatch, capsys):
     assert seen["device"] == "cpu" and '"entities": []' in capsys.readouterr().out
     with pytest.raises(SystemExit):
         main(["predict", "--model", str(tmp_path), "--device", "tpu", "flu"])
+    assert seen["decode"].min_confidence == DecodeConfig().min_confidence and seen["decode"].span_rules
+    assert main(["predict", "--model", str(tmp_path), "--min-confidence", "0.6", "--no-span-rules", "flu"]) == 0
+    assert seen["decode"] == DecodeConfig(min_confidence=0.6, span_rules=False)
+    capsys.readouterr()
+    for argv in (["predict", "--model", str(tmp_path), "--min-confidence", "1.5", "flu"],
+                 ["bench", "ner", "--dataset", "ncbi-disease", "--min-confidence", "-0.1", "--out", str(tmp_path)],
+                 ["bench", "re", "--dataset", "gad", "--min-confidence", "0.5", "--out", str(tmp_path)]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "--min-confidence" in err
 
 
 def test_cache_shows_sizes_and_clear_frees_them(tmp_path, monkeypatch, capsys):

@@ -100,4 +100,10 @@ def test_export_apply_span_rules_end_to_end(cache_env, tmp_path, capsys):
     assert stats["curation"]["relabelled"] == {"span_extended": labelled, "span_trimmed": 0,
                                                "examples_changed": labelled}
     assert f"extended {labelled} spans" in (cut / "README.md").read_text()
+    # The rules travel with the data, so that a model trained on it applies them to its own spans too.
+    assert stats["span_rules"] == {"Disease": {"span_include": ["hereditary"], "span_include_after": [],
+                                               "span_exclude": []}}
+    from medsynth.train.fit import data_record
+
+    assert data_record(cut)["span_rules"] == stats["span_rules"]
     assert sum("hereditary myotonic dystrophy" in e["text"] for r in data_rows(out) for e in r["entities"]) == 0

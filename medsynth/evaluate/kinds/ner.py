@@ -163,14 +163,15 @@ class NERKind:
         from medsynth.train.predict import NERPredictor
 
         sentences = units[0][1]
-        predictor = NERPredictor(model_dir, device=cfg.train.device)
+        predictor = NERPredictor(model_dir, device=cfg.train.device, decode=cfg.decode)
         t0 = time.monotonic()
         tags = predictor.predict_tokens([s.tokens for s in sentences])
         seconds = time.monotonic() - t0
         model_labels = sorted({t[2:] for t in predictor.id2label.values() if t != "O"})
         mapped = [corpora.map_tags(t, model_mapping(model_labels, test.mapping)) for t in tags]
         return Predicted(scores.predictions_record(sentences, mapped, name), seconds,
-                         {"model_labels": model_labels, "device": predictor.device})
+                         {"model_labels": model_labels, "device": predictor.device,
+                          "decode": predictor.decode_record()})
 
     def model_meta(self, cfg: BenchConfig, model_dirs: list[Path], n: int) -> dict:
         return {"model_dir": portable(model_dirs[0]), "min_score": cfg.train.min_score, "use_weights": cfg.train.use_weights}
