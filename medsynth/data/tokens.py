@@ -8,11 +8,13 @@ data then lines up token-for-token with what it is evaluated on.
 from __future__ import annotations
 
 import re
-from typing import NamedTuple
+from typing import NamedTuple, Sequence
 
 from medsynth.records import Entity
 
 _TOKEN = re.compile(r"[^\W_]+|\S", re.UNICODE)
+
+Span = tuple[int, int, str]  # word-level entity: (start, end exclusive, type)
 
 
 class Token(NamedTuple):
@@ -79,3 +81,25 @@ def detokenize(tokens: list[str]) -> tuple[str, list[Token]]:
         out.append(Token(tok, pos, pos + len(tok)))
         pos += len(tok) + 1
     return " ".join(tokens), out
+
+
+def iob2_spans(tags: Sequence[str]) -> list[Span]:
+    """Entities as (start, end_exclusive, type), exactly as seqeval strict IOB2 finds them.
+
+    An entity is a B-X followed by the longest run of I-X. An I- that does not continue a B- of its own type
+    starts nothing and is ignored (the strict rule), which is why gold files must be repaired on reading.
+    """
+    spans: list[Span] = []
+    start = -1
+    typ = ""
+    for i, tag in enumerate(tags):
+        if tag[0] == "I" and start >= 0 and tag[2:] == typ:
+            continue
+        if start >= 0:
+            spans.append((start, i, typ))
+            start = -1
+        if tag[0] == "B":
+            start, typ = i, tag[2:]
+    if start >= 0:
+        spans.append((start, len(tags), typ))
+    return spans

@@ -19,7 +19,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Sequence
 
-from medsynth.evaluate.scores import Span, iob2_spans
+from medsynth.data.tokens import Span, iob2_spans
 from medsynth.records import spans_overlap
 
 #: Kinds of a predicted entity that is not in gold (strictly), and of a gold entity that was not predicted.

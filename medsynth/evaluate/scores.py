@@ -31,13 +31,13 @@ import numpy as np
 
 from medsynth.errors import MedsynthError
 from medsynth.data.jsonl import json_lines, write_jsonl
+from medsynth.data.tokens import Span, iob2_spans  # noqa: F401  (scores and diagnose read word spans alike)
 from medsynth.records import NO_RELATION, RelPair
 
 # Same rule as medsynth.data.corpora.ner: O, or B-/I- plus a type seqeval will not alter (no whitespace, no edge '-').
 _TAG_RE = re.compile(r"^(?:O|[BI]-[^\s\-](?:\S*[^\s\-])?)$")
 _CHUNK = 200  # resamples per numpy batch: bounds memory at about _CHUNK * n_sentences * 8 bytes
 
-Span = tuple[int, int, str]
 
 
 def _check(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]], what: str = "pred") -> None:
@@ -58,28 +58,6 @@ def _check(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]], what: s
                         f"sentence {i} token {j}: tag is not O, B-TYPE or I-TYPE (IOB2)", field=side, value=tag
                     )
                 seen.add(tag)
-
-
-def iob2_spans(tags: Sequence[str]) -> list[Span]:
-    """Entities as (start, end_exclusive, type), exactly as seqeval strict IOB2 finds them.
-
-    An entity is a B-X followed by the longest run of I-X. An I- that does not continue a B- of its own type
-    starts nothing and is ignored (the strict rule), which is why gold files must be repaired on reading.
-    """
-    spans: list[Span] = []
-    start = -1
-    typ = ""
-    for i, tag in enumerate(tags):
-        if tag[0] == "I" and start >= 0 and tag[2:] == typ:
-            continue
-        if start >= 0:
-            spans.append((start, i, typ))
-            start = -1
-        if tag[0] == "B":
-            start, typ = i, tag[2:]
-    if start >= 0:
-        spans.append((start, len(tags), typ))
-    return spans
 
 
 def sentence_counts(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]]) -> np.ndarray:

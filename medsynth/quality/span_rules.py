@@ -11,9 +11,9 @@ included word that directly follows it ("leptin" -> "leptin receptor"), and trim
 starts with. Only boundaries move: no text changes, no entity is added or dropped, and
 relation indices stay valid.
 
-The same rules also travel with the data (`TaskSpec.span_rules` -> the export's stats.json -> the model's train_log.json)
-so that prediction applies them to the model's own spans (`medsynth.train.predict.DecodeConfig`): a model
-trained on spans that end at "leptin" still stops there on real text, and the rules then carry it to
+The same rules also travel with the data (`TaskSpec.span_rules` -> the export's stats.json -> the model's
+train_log.json) so that prediction applies them to the model's own spans (`medsynth.train.predict.DecodeConfig`):
+a model trained on spans that end at "leptin" still stops there on real text, and the rules then carry it to
 "leptin receptor" (ChemProt genes, devel: +1.4 strict F1, three seeds).
 """
 

@@ -348,9 +348,9 @@ def data_record(data_dir: Path) -> dict[str, Any]:
     """What a model was trained on, for its train_log.json and every predictions file made with it: the folder,
     a sha256 of its training records (the run's data.jsonl / pairs.jsonl, else its hf/ Arrow files), what
     curation dropped and added (stats.json: the hash alone does not say, e.g., that `varied_terms` copies are in),
-    the span rules prediction applies again (`spec.TaskSpec.span_rules`, from the run's stats.json or merged from
-    the runs of a combined set) and the task with its version (the run's, as `quality.runs.run_task_name` reads it; for a combined set, the
-    task of each run in it, from the `sources.json` that `train.sources` writes beside it, with those sources)."""
+    the span rules prediction applies again (`data_span_rules`) and the task with its version (the run's, as
+    `quality.runs.run_task_name` reads it; for a combined set, the task of each run in it, from the
+    `sources.json` that `train.sources` writes beside it, with those sources)."""
     import hashlib
 
     data_dir = Path(data_dir)
@@ -369,10 +369,18 @@ def data_record(data_dir: Path) -> dict[str, Any]:
     record = {"path": portable(data_dir), "sha256": digest.hexdigest()[:16] if files else None,
               "task": run_task_name(data_dir, stats) or (", ".join(tasks) if tasks else None)}
     curation = stats.get("curation")
-    rules = stats.get("span_rules") or merged_span_rules(
-        run_stats(r["path"]).get("span_rules") for r in sources if r.get("kind") == "run")
+    rules = data_span_rules(stats, sources)
     return {**record, **({"curation": curation} if curation else {}), **({"sources": sources} if sources else {}),
             **({"span_rules": rules} if rules else {})}
+
+
+def data_span_rules(stats: dict, sources: list[dict]) -> dict[str, dict[str, list[str]]]:
+    """The span rules a training folder carries: its own stats.json's (a run), else merged from the runs a
+    combined set lists in sources.json (read from their folders, which exist while the model trains)."""
+    from medsynth.quality.runs import run_stats
+
+    return stats.get("span_rules") or merged_span_rules(
+        run_stats(r["path"]).get("span_rules") for r in sources if r.get("kind") == "run")
 
 
 def merged_span_rules(parts: Any) -> dict[str, dict[str, list[str]]]:

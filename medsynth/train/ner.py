@@ -469,9 +469,11 @@ def model_card(data_dir: Path, config: TrainConfig, m: dict, log: list[dict]) ->
 
 def span_rules_lines(data_dir: Path) -> list[str]:
     """The card's word on the span rules `predict` applies to this model's spans (from the training data)."""
-    from medsynth.train.fit import data_record
+    from medsynth.quality.runs import run_stats
+    from medsynth.train.fit import data_span_rules
+    from medsynth.train.sources import read_sources
 
-    rules = data_record(data_dir).get("span_rules") or {}
+    rules = data_span_rules(run_stats(data_dir), read_sources(data_dir))
     words = {"span_include": "before", "span_include_after": "after", "span_exclude": "never first"}
     return [f"- Span rules applied to predicted {label} spans (`predict --no-span-rules` to skip): "
             + "; ".join(f"{words[k]}: {', '.join(v)}" for k, v in r.items() if v and k in words)

