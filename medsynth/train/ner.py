@@ -149,7 +149,8 @@ def tag_sentences(
                     mask[r, : len(row)] = 1
                 logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
                 pred = logits.argmax(-1).cpu().tolist()
-                inside = (1.0 - logits.softmax(-1)[..., outside]).cpu().tolist() if outside is not None else None
+                inside = (None if confidences is None or outside is None
+                          else (1.0 - logits.softmax(-1)[..., outside]).cpu().tolist())
                 for r, j in enumerate(idx):
                     si, s, e = jobs[j]
                     seen: set[int] = set()

@@ -109,15 +109,17 @@ def drop_unsure(tags: list[str], confidence: Sequence[float], threshold: float) 
     return out
 
 
-def apply_word_rules(words: Sequence[str], tags: list[str], rules: dict) -> list[str]:
-    """`tags` with entity boundaries moved by span `rules` (`quality.span_rules.apply_rules`, on the words
-    joined by spaces, which is how the rules' whole-word patterns see them)."""
+def apply_word_rules(sentences: Sequence[Sequence[str]], tags: list[list[str]], rules: dict) -> list[list[str]]:
+    """`tags` of each sentence with entity boundaries moved by span `rules` (`quality.span_rules.apply_rules`,
+    one pass over all sentences, on the words joined by spaces, which is how its whole-word patterns see them)."""
     from medsynth.quality.span_rules import apply_rules
 
-    text, toks = detokenize(list(words))
-    ex = Example(id="predicted", text=text, entities=bio_to_spans(toks, tags, text))
-    (moved,), _ = apply_rules([ex], rules)
-    return tags if moved is ex else spans_to_bio(toks, moved.entities)
+    layouts = [detokenize(list(words)) for words in sentences]
+    examples = [Example(id=str(i), text=text, entities=bio_to_spans(toks, t, text))
+                for i, ((text, toks), t) in enumerate(zip(layouts, tags))]
+    moved, _ = apply_rules(examples, rules)
+    return [t if m is ex else spans_to_bio(toks, m.entities)
+            for t, m, ex, (_, toks) in zip(tags, moved, examples, layouts)]
 
 
 class NERPredictor:
@@ -160,7 +162,8 @@ class NERPredictor:
     def predict_tokens(self, sentences: list[list[str]]) -> list[list[str]]:
         """Word-level IOB2 tags per pre-tokenized sentence (what the benchmarks compare against), after the
         decode steps (`DecodeConfig`)."""
-        confidence: list[list[float]] = []
+        threshold = self.decode.min_confidence
+        confidence: list[list[float]] | None = [] if threshold is not None else None  # softmax only when read
         tags = tag_sentences(
             self.model,
             self.tokenizer,
@@ -172,11 +175,9 @@ class NERPredictor:
             device=self.device,
             confidences=confidence,
         )
-        if self.decode.min_confidence is not None:
-            tags = [drop_unsure(t, c, self.decode.min_confidence) for t, c in zip(tags, confidence)]
-        if self.span_rules:
-            tags = [apply_word_rules(w, t, self.span_rules) for w, t in zip(sentences, tags)]
-        return tags
+        if confidence is not None:
+            tags = [drop_unsure(t, c, threshold) for t, c in zip(tags, confidence)]
+        return apply_word_rules(sentences, tags, self.span_rules) if self.span_rules else tags
 
     def predict(self, texts: list[str]) -> list[list[Entity]]:
         """Character-span entities for raw texts (text[e.start:e.end] == e.text always holds)."""

@@ -179,9 +179,9 @@ def test_word_rules_move_predicted_boundaries_like_export() -> None:
     rules = {"Gene": {"span_include": ["human"], "span_include_after": ["receptor"], "span_exclude": []}}
     words = ["the", "human", "leptin", "receptor", "and", "5", "-", "HT1B", "receptor", "bind"]
     tags = ["O", "O", "B-Gene", "O", "O", "B-Gene", "I-Gene", "I-Gene", "O", "O"]
-    assert apply_word_rules(words, tags, rules) == ["O", "B-Gene", "I-Gene", "I-Gene", "O", "B-Gene", "I-Gene",
-                                                    "I-Gene", "I-Gene", "O"]
-    assert apply_word_rules(words, tags, {"Disease": rules["Gene"]}) == tags  # another label's rules
+    assert apply_word_rules([words], [tags], rules) == [["O", "B-Gene", "I-Gene", "I-Gene", "O", "B-Gene", "I-Gene",
+                                                         "I-Gene", "I-Gene", "O"]]
+    assert apply_word_rules([words], [tags], {"Disease": rules["Gene"]}) == [tags]  # another label's rules
 
 
 def test_align_labels_only_first_subword() -> None:
